@@ -1,0 +1,227 @@
+"""Structure-aware chunking bounded by the embedding model's own tokenizer.
+
+A document is split into sections at Markdown headings; each section's blocks (paragraphs, lists, code
+blocks, tables) are packed greedily into chunks of at most ``max_tokens`` tokens. A block too long for one
+chunk is split at lines, then sentences, then words: never inside a word. Each chunk starts with its heading
+path (``Title > Section > Subsection``) as context. Consecutive chunks of one section share up to
+``overlap`` tokens of whole pieces. The same document and config always give the same chunks and ids.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from rag_platform.records import Chunk, ParsedDocument, chunk_id, document_id, stable_hash
+
+CHUNKER_VERSION = "markdown-sections-v1"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+_SEPARATORS: tuple[str, ...] = ("\n", "sentence", " ")
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkerConfig:
+    max_tokens: int
+    overlap: int
+    tokenizer: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Names everything that changes chunk boundaries; part of chunk ids and index versions."""
+        return stable_hash(
+            {"v": CHUNKER_VERSION, "max": self.max_tokens, "overlap": self.overlap, "tok": self.tokenizer}, 16
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "version": CHUNKER_VERSION,
+            "max_tokens": self.max_tokens,
+            "overlap": self.overlap,
+            "tokenizer": self.tokenizer,
+            "fingerprint": self.fingerprint,
+        }
+
+
+class HFTokenCounter:
+    """Counts tokens with the model's fast tokenizer (``tokenizer.json``), without special tokens."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self._lock = threading.Lock()
+
+    @cached_property
+    def _tokenizer(self):  # type: ignore[no-untyped-def]
+        from tokenizers import Tokenizer
+
+        from rag_platform.embedding import EmbeddingError, tokenizer_file
+
+        path = tokenizer_file(self.model)
+        if path is None:
+            raise EmbeddingError(f"model {self.model!r} has no tokenizer.json; cannot count tokens")
+        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return tokenizer
+
+    def __call__(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encodings]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    heading_path: tuple[str, ...]
+    blocks: tuple[str, ...]
+
+
+def split_sections(text: str, title: str) -> list[Section]:
+    """Markdown -> sections keyed by heading path; each block keeps its source lines verbatim."""
+    from markdown_it import MarkdownIt
+
+    lines = text.splitlines()
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    blocks: list[str] = []
+
+    def flush() -> None:
+        if blocks:
+            sections.append(Section(_heading_path(stack, title), tuple(blocks)))
+            blocks.clear()
+
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.level == 0 and token.type == "heading_open":
+            flush()
+            level = int(token.tag[1])
+            heading = re.sub(r"\s+", " ", tokens[i + 1].content).strip()
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, heading))
+            i += 3
+            continue
+        if token.level == 0 and token.map is not None and token.nesting >= 0 and token.type != "heading_close":
+            start, end = token.map
+            block = "\n".join(lines[start:end]).strip()
+            if block:
+                blocks.append(block)
+        i += 1
+    flush()
+    return sections
+
+
+def _heading_path(stack: list[tuple[int, str]], title: str) -> tuple[str, ...]:
+    path = [h for _, h in stack if h]
+    if not path or path[0] != title:
+        path.insert(0, title)
+    return tuple(path)
+
+
+def _split_piece(piece: str, how: str) -> list[str]:
+    if how == "sentence":
+        parts = _SENTENCE_END.split(piece)
+    elif how == "\n":
+        parts = piece.split("\n")
+    else:
+        parts = piece.split()
+    return [p for p in (part.strip() for part in parts) if p]
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """A piece of a section that fits the budget; ``joiner`` is what separated it from the piece before."""
+
+    text: str
+    tokens: int
+    joiner: str
+
+
+def _fit_pieces(
+    pieces: list[str], budget: int, count: TokenCounter, level: int = 0, joiner: str = "\n\n"
+) -> list[_Unit]:
+    """Split pieces until each fits the budget; a single word longer than the budget is cut by characters."""
+    fitted: list[_Unit] = []
+    for piece, n in zip(pieces, count(pieces), strict=True):
+        if n <= budget:
+            fitted.append(_Unit(piece, n, joiner))
+            continue
+        if level < len(_SEPARATORS):
+            separator = _SEPARATORS[level]
+            parts = _split_piece(piece, separator)
+            inner = "\n" if separator == "\n" else " "
+            sub = _fit_pieces(parts if len(parts) > 1 else [piece], budget, count, level + 1, inner)
+        else:
+            width = max(1, len(piece) * budget // max(n, 1))
+            parts = [piece[i : i + width] for i in range(0, len(piece), width)]
+            sub = [_Unit(p, c, "") for p, c in zip(parts, count(parts), strict=True)]
+        if sub:
+            sub[0] = _Unit(sub[0].text, sub[0].tokens, joiner)
+        fitted.extend(sub)
+    return fitted
+
+
+def _pack(units: list[_Unit], budget: int, overlap: int) -> list[str]:
+    """Greedy packing of whole units; the next chunk repeats trailing units worth <= overlap tokens."""
+    chunks: list[str] = []
+    start = 0
+    while start < len(units):
+        end, used = start, 0
+        while end < len(units) and (end == start or used + units[end].tokens <= budget):
+            used += units[end].tokens
+            end += 1
+        chunks.append(units[start].text + "".join(u.joiner + u.text for u in units[start + 1 : end]))
+        if end >= len(units):
+            break
+        next_start, carried = end, 0
+        while next_start - 1 > start and carried + units[next_start - 1].tokens <= overlap:
+            next_start -= 1
+            carried += units[next_start].tokens
+        start = next_start
+    return chunks
+
+
+class Chunker:
+    def __init__(self, config: ChunkerConfig, count_tokens: TokenCounter | None = None):
+        self.config = config
+        self.count_tokens = count_tokens or HFTokenCounter(config.tokenizer)
+
+    def chunk(self, doc: ParsedDocument) -> list[Chunk]:
+        sections = split_sections(doc.text, doc.title)
+        raw: list[tuple[str, str]] = []
+        for section in sections:
+            context = " > ".join(section.heading_path)
+            context_tokens = self.count_tokens([context])[0] + 1
+            budget = max(8, self.config.max_tokens - context_tokens)
+            units = _fit_pieces(list(section.blocks), budget, self.count_tokens)
+            for body in _pack(units, budget, self.config.overlap):
+                raw.append((context, f"{context}\n\n{body}"))
+        counts = self.count_tokens([text for _, text in raw])
+        seen: dict[str, int] = {}
+        chunks = []
+        fingerprint = self.config.fingerprint
+        for ordinal, ((context, text), n) in enumerate(zip(raw, counts, strict=True)):
+            occurrence = seen.get(text, 0)
+            seen[text] = occurrence + 1
+            chunks.append(
+                Chunk(
+                    chunk_id=chunk_id(doc.uri, text, fingerprint, occurrence),
+                    document_id=document_id(doc.uri),
+                    uri=doc.uri,
+                    document_version=doc.document_version,
+                    ordinal=ordinal,
+                    title=doc.title,
+                    heading_path=context,
+                    text=text,
+                    token_count=n,
+                )
+            )
+        return chunks

@@ -1,0 +1,388 @@
+"""The ``rag-platform`` console script: parse arguments, call the domain or the Dagster job, print results.
+
+Exit status: 0 success, 2 bad usage or bad input, 1 any other failure. Errors are one line on stderr
+(a traceback only with ``--debug``). With ``--json`` stdout holds exactly one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag_platform.config import ConfigError, Settings, load_settings
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit status 2."""
+
+
+class CommandFailed(Exception):
+    """The command ran but did not succeed: exit status 1, with a result still printed when present."""
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _prepare_environment(settings: Settings) -> None:
+    """Dagster's instance lives inside the platform home unless DAGSTER_HOME says otherwise."""
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    os.environ["RAG_PLATFORM_HOME"] = str(settings.home)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 1\n", encoding="utf-8")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+# ---- commands ---------------------------------------------------------------------------------------------
+
+
+def cmd_refresh(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform import warehouse
+    from rag_platform.ingest import register_source
+    from rag_platform.locking import refresh_lock
+    from rag_platform.sources import SourceError, validate_source
+
+    if args.source:
+        try:
+            source = validate_source(args.source)
+        except SourceError as exc:
+            raise UsageError(str(exc)) from None
+        with refresh_lock(settings.lock_path, on_wait=log), warehouse.writer(settings) as con:
+            if register_source(con, source):
+                log(f"added source {source}")
+    return run_refresh_job(settings, full=args.full)
+
+
+def run_refresh_job(settings: Settings, full: bool) -> dict[str, Any]:
+    """Run the refresh job in-process against the platform's Dagster instance, then summarise it."""
+    _prepare_environment(settings)
+    from rag_platform.defs.runner import execute_refresh
+    from rag_platform.refresh import run_summary
+
+    started = time.perf_counter()
+    outcome = execute_refresh(full)
+    summary = {
+        **run_summary(settings, outcome.run_id),
+        "seconds": round(time.perf_counter() - started, 3),
+        "full": full,
+    }
+    if not outcome.success:
+        failed_gates = [f"{name}: {g['message']}" for name, g in summary["gates"].items() if not g["passed"]]
+        if failed_gates:
+            raise CommandFailed("refresh blocked by quality gate " + "; ".join(failed_gates), summary)
+        raise CommandFailed(f"refresh failed: {outcome.failure}", summary)
+    return summary
+
+
+def _searcher(settings: Settings) -> Any:
+    from rag_platform.retrieval import Searcher
+
+    return Searcher.from_settings(settings)
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.retrieval import SearchInputError, SearchRequest
+
+    filters = None
+    if args.filter:
+        filters = {}
+        for item in args.filter:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"--filter expects FIELD=VALUE, got {item!r}")
+            filters.setdefault(key, []).append(value)
+    try:
+        request = SearchRequest(query=args.query, k=args.k, mode=args.mode, rerank=args.rerank, filters=filters)
+        return _searcher(settings).search(request)  # type: ignore[no-any-return]
+    except SearchInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.backends import make_backend
+    from rag_platform.lineage import status
+
+    return status(settings, make_backend(settings))
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.lineage import audit
+
+    record = audit(settings, args.id)
+    if record is None:
+        raise UsageError(f"unknown chunk or document id {args.id!r}")
+    return record
+
+
+def cmd_config_show(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    return settings.as_dict()
+
+
+def cmd_sources_list(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform import warehouse
+
+    with warehouse.reader(settings) as con:
+        sources = [r[0] for r in con.execute("SELECT path FROM sources ORDER BY path").fetchall()] if con else []
+    return {"sources": sources}
+
+
+def cmd_sources_remove(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform import warehouse
+    from rag_platform.ingest import remove_source
+    from rag_platform.locking import refresh_lock
+
+    path = Path(args.path).expanduser().resolve()
+    with refresh_lock(settings.lock_path, on_wait=log), warehouse.writer(settings) as con:
+        removed = remove_source(con, path)
+    if not removed:
+        raise UsageError(f"{args.path} is not a registered source")
+    warehouse.export_snapshot(settings)
+    return {"removed": str(path), "note": "its documents leave the index at the next refresh"}
+
+
+def cmd_index_list(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.versions import list_versions
+
+    return {"alias": settings.index.alias, "versions": list_versions(settings)}
+
+
+def cmd_index_rollback(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.versions import VersionError, rollback
+
+    try:
+        return rollback(settings, args.version)
+    except VersionError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.eval_runner import run_evaluation
+    from rag_platform.evaluation import DatasetError
+
+    dataset = args.dataset or settings.eval.dataset
+    if not dataset:
+        raise UsageError("eval needs --dataset DIR (or eval.dataset in config)")
+    try:
+        return run_evaluation(settings, Path(dataset), run_out=Path(args.run_out) if args.run_out else None, log=log)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_benchmark_embed(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.embed_benchmark import benchmark_backends
+
+    return benchmark_backends(settings, args.chunks, log=log)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    import uvicorn
+    from rag_platform.api.app import create_app
+
+    log(f"query API on http://{args.host}:{args.port} (OpenAPI at /openapi.json)")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return {}
+
+
+def _dagster_processes(settings: Settings, host: str, port: int) -> list[Any]:
+    import subprocess
+
+    _prepare_environment(settings)
+    bindir = Path(sys.executable).parent
+    module = ["-m", "rag_platform.definitions"]
+    webserver = [str(bindir / "dagster-webserver"), *module, "-h", host, "-p", str(port)]
+    daemon = [str(bindir / "dagster-daemon"), "run", *module]
+    return [subprocess.Popen(daemon), subprocess.Popen(webserver)]
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    processes = _dagster_processes(settings, args.host, args.port)
+    log(f"Dagster UI on http://{args.host}:{args.port} (sensors running; Ctrl-C to stop)")
+    _wait(processes)
+    return {}
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Index the bundled sample corpus, then serve the Dagster UI and the query API."""
+    from importlib.resources import files
+
+    sample = Path(str(files("rag_platform") / "sample_corpus"))
+    summary = cmd_refresh(argparse.Namespace(source=str(sample), full=False), settings)
+    log(
+        f"indexed the sample corpus: {summary['documents']} -> {summary['index']['count']} chunks "
+        f'in {summary["seconds"]:.1f}s; try: rag-platform search "how do I roll back an index"'
+    )
+    processes = _dagster_processes(settings, args.host, args.ui_port)
+    log(f"Dagster UI on http://{args.host}:{args.ui_port}; query API on http://{args.host}:{args.api_port}")
+    import subprocess
+
+    api = subprocess.Popen(
+        [sys.executable, "-m", "rag_platform.cli", "serve", "--host", args.host, "--port", str(args.api_port)]
+    )
+    _wait([*processes, api])
+    return {}
+
+
+def _wait(processes: Sequence[Any]) -> None:
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in processes:
+            p.wait(timeout=30)
+
+
+# ---- parsing ----------------------------------------------------------------------------------------------
+
+
+def _printers() -> dict[str, Callable[[dict[str, Any]], str]]:
+    return {
+        "refresh": lambda r: (
+            f"run {r['run_id']}: {r['documents']} | chunks {r['chunks']} | index {r['index']['version']} "
+            f"({r['index']['count']} chunks) published={r['published']} in {r['seconds']}s"
+        ),
+        "search": lambda r: "\n".join(
+            [f"index {r['index_version']} · {r['took_ms']:.1f} ms"]
+            + [
+                f"{h['rank']:>2}. {h['score']:.4f}  {h['title']}  ({h['source']})\n    {h['text'][:160]!r}"
+                for h in r["results"]
+            ]
+        ),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser = argparse.ArgumentParser(
+        prog="rag-platform", description="Keep RAG search indexes fresh.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[..., dict[str, Any]], help_text: str, **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text, **kw)
+        p.set_defaults(handler=handler, command_name=name)
+        return p
+
+    p = add("refresh", cmd_refresh, "ingest sources and update the index (incremental unless --full)")
+    p.add_argument("--source", help="a folder of documents; added as a source if new")
+    p.add_argument("--full", action="store_true", help="rebuild a new index version from scratch")
+    p = add("search", cmd_search, "query the served index")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
+    p.add_argument("--rerank", choices=["none", "cohere", "cross-encoder"], default=None)
+    p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact-match filter (repeatable)")
+    add("status", cmd_status, "what is indexed and how fresh")
+    p = add("audit", cmd_audit, "lineage of a chunk id or document id")
+    p.add_argument("id")
+    p = add("eval", cmd_eval, "evaluate retrieval on a BEIR-layout dataset in an isolated index")
+    p.add_argument("--dataset", help="folder with corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    p.add_argument("--run-out", help="write TREC run files per mode into this folder")
+    p = add("serve", cmd_serve, "run the query API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p = add("ui", cmd_ui, "run the Dagster UI (webserver and daemon, sensors on)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p = add("demo", cmd_demo, "index the bundled sample corpus, then serve the UI and the query API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--ui-port", type=int, default=3000)
+    p.add_argument("--api-port", type=int, default=8000)
+
+    groups = {
+        "config": [("show", cmd_config_show, "print the effective configuration", [])],
+        "sources": [
+            ("list", cmd_sources_list, "list registered source folders", []),
+            ("remove", cmd_sources_remove, "forget a source folder", [("path", {})]),
+        ],
+        "index": [
+            ("list", cmd_index_list, "list index versions", []),
+            ("rollback", cmd_index_rollback, "serve an earlier index version", [("version", {})]),
+        ],
+        "benchmark": [
+            (
+                "embed",
+                cmd_benchmark_embed,
+                "embed sample chunks with every backend, side by side",
+                [("--chunks", {"type": int, "default": 512})],
+            ),
+        ],
+    }
+    for group, commands in groups.items():
+        g = sub.add_parser(group, parents=[common], help=f"{group} commands")
+        gsub = g.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+        for name, handler, help_text, arguments in commands:
+            p = gsub.add_parser(name, parents=[common], help=help_text, description=help_text)
+            p.set_defaults(handler=handler, command_name=f"{group} {name}")
+            for arg, kwargs in arguments:
+                p.add_argument(arg, **kwargs)
+    return parser
+
+
+def _emit(command: str, result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        return
+    printer = _printers().get(command)
+    sys.stdout.write((printer(result) if printer else json.dumps(result, indent=2, default=str)) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr)
+    if not args.debug:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+    try:
+        settings = load_settings()
+        _prepare_environment(settings)
+        result = args.handler(args, settings)
+        if args.command_name not in {"serve", "ui", "demo"}:
+            _emit(args.command_name, result, args.json)
+        return 0
+    except (UsageError, ConfigError) as exc:
+        log(f"error: {exc}")
+        if args.debug:
+            raise
+        return 2
+    except CommandFailed as exc:
+        if exc.result is not None:
+            _emit(args.command_name, exc.result, args.json)
+        log(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log(f"error: {type(exc).__name__}: {message}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Platform configuration: ``$RAG_PLATFORM_HOME/config.toml`` plus ``RAG_PLATFORM__SECTION__KEY`` overrides.
+
+One settings object serves the CLI, the Dagster resources and the query API. The file is created with
+defaults on first use; environment variables win over the file; unknown keys are a clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RAG_PLATFORM__"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSettings:
+    model: str = "all-MiniLM-L6-v2"
+    backend: str = "torch"
+    batch_size: int = 32
+    threads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkerSettings:
+    max_tokens: int = 200
+    overlap: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    max_bytes: int = 5_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSettings:
+    backend: str = "lancedb"
+    alias: str = "rag_chunks"
+    keep_versions: int = 2
+    ann_min_rows: int = 50_000
+    rrf_k: int = 60
+    candidates: int = 100
+    num_candidates: int = 200
+    index_options: str = "int8_hnsw"
+
+
+@dataclass(frozen=True, slots=True)
+class RerankSettings:
+    provider: str = "none"
+    cross_encoder_path: str = ""
+    cohere_model: str = "rerank-v3.5"
+    timeout_s: float = 10.0
+    candidates: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class QueriesSettings:
+    standing: tuple[str, ...] = (
+        "How does incremental refresh decide what to re-embed?",
+        "How do I roll back to an earlier index version?",
+    )
+    k: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSettings:
+    dataset: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    ndcg_tolerance: float = 0.02
+    max_delete_fraction: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SensorSettings:
+    interval_s: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    max_k: int = 100
+    max_query_chars: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All platform settings; ``home`` is where every piece of state lives."""
+
+    home: Path
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    chunker: ChunkerSettings = field(default_factory=ChunkerSettings)
+    source: SourceSettings = field(default_factory=SourceSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
+    queries: QueriesSettings = field(default_factory=QueriesSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    gates: GateSettings = field(default_factory=GateSettings)
+    sensor: SensorSettings = field(default_factory=SensorSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.home / "snapshot.duckdb"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "refresh.lock"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        return {"home": str(self.home), **json.loads(json.dumps(data))}
+
+
+SECTIONS: dict[str, type] = {
+    f.name: f.type if isinstance(f.type, type) else globals()[str(f.type)]
+    for f in dataclasses.fields(Settings)
+    if f.name != "home"
+}
+
+
+def platform_home() -> Path:
+    """The platform home: ``$RAG_PLATFORM_HOME`` or ``./.rag_platform``, as an absolute path."""
+    return Path(os.environ.get("RAG_PLATFORM_HOME", ".rag_platform")).expanduser().resolve()
+
+
+def _coerce(section: str, key: str, raw: Any, default: Any) -> Any:
+    where = f"{section}.{key}"
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, str):
+                if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(raw)
+                return raw.lower() in {"1", "true", "yes"}
+            return bool(raw)
+        if isinstance(default, tuple):
+            if isinstance(raw, str):
+                raw = json.loads(raw) if raw.strip().startswith("[") else [raw] if raw else []
+            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+                raise ValueError(raw)
+            return tuple(raw)
+        if isinstance(default, int):
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return raw
+    except (ValueError, TypeError, json.JSONDecodeError):
+        kind = type(default).__name__ if not isinstance(default, tuple) else "list of strings"
+        raise ConfigError(f"config {where}: expected {kind}, got {raw!r}") from None
+
+
+def _default_toml() -> str:
+    lines = ["# rag-platform configuration; RAG_PLATFORM__SECTION__KEY environment variables override it."]
+    for section, cls in SECTIONS.items():
+        lines.append(f"\n[{section}]")
+        for f in dataclasses.fields(cls):
+            value = getattr(cls(), f.name)
+            lines.append(f"{f.name} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _validate(settings: Settings) -> None:
+    checks = [
+        (settings.chunker.max_tokens >= 16, "chunker.max_tokens must be at least 16"),
+        (0 <= settings.chunker.overlap < settings.chunker.max_tokens, "chunker.overlap must be in [0, max_tokens)"),
+        (settings.index.keep_versions >= 1, "index.keep_versions must be at least 1"),
+        (settings.source.max_bytes > 0, "source.max_bytes must be positive"),
+        (settings.embedding.batch_size > 0, "embedding.batch_size must be positive"),
+        (0.0 <= settings.gates.max_delete_fraction <= 1.0, "gates.max_delete_fraction must be in [0, 1]"),
+        (settings.sensor.interval_s >= 1, "sensor.interval_s must be at least 1"),
+        (settings.index.backend in {"lancedb", "elasticsearch"}, "index.backend must be lancedb or elasticsearch"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"config: {message}")
+
+
+def load_settings(home: Path | None = None, *, create: bool = True) -> Settings:
+    """Read ``config.toml`` under the home (writing defaults when absent) and apply env overrides."""
+    home = (home or platform_home()).resolve()
+    path = home / "config.toml"
+    if create and not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(_default_toml(), encoding="utf-8")
+        os.replace(tmp, path)
+    data: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for name, value in os.environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2:
+            raise ConfigError(f"environment variable {name}: expected RAG_PLATFORM__SECTION__KEY")
+        data.setdefault(parts[0], {})[parts[1]] = value
+    sections: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"config: unknown section [{section}]")
+        cls = SECTIONS[section]
+        defaults = cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ConfigError(f"config: unknown key {section}.{key}")
+            kwargs[key] = _coerce(section, key, raw, getattr(defaults, key))
+        sections[section] = cls(**kwargs)
+    settings = Settings(home=home, **sections)
+    _validate(settings)
+    return settings

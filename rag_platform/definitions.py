@@ -1,0 +1,42 @@
+"""The single Dagster ``Definitions`` of rag-platform, loaded by ``workspace.yaml``, the CLI and the UI."""
+
+import dagster as dg
+
+from rag_platform.config import load_settings
+from rag_platform.defs.index import (
+    chunk_embeddings,
+    chunks_pass_quality_suite,
+    document_chunks,
+    embeddings_pass_quality_suite,
+    search_index,
+)
+from rag_platform.defs.ingest import raw_documents
+from rag_platform.defs.query import reranked_query_results
+from rag_platform.defs.resources import PlatformResource, RefreshLockResource
+from rag_platform.defs.sensors import build_corpus_sensor, rebuild_job, refresh_job
+from rag_platform.defs.transform import build_dbt_assets, dbt_resource, manifest_for
+
+
+def build_definitions() -> dg.Definitions:
+    settings = load_settings()
+    return dg.Definitions(
+        assets=[
+            raw_documents,
+            build_dbt_assets(manifest_for(str(settings.home))),
+            document_chunks,
+            chunk_embeddings,
+            search_index,
+            reranked_query_results,
+        ],
+        asset_checks=[chunks_pass_quality_suite, embeddings_pass_quality_suite],
+        jobs=[refresh_job, rebuild_job],
+        sensors=[build_corpus_sensor(settings.sensor.interval_s)],
+        resources={
+            "platform": PlatformResource(),
+            "refresh_lock": RefreshLockResource(),
+            "dbt": dbt_resource(),
+        },
+    )
+
+
+defs = build_definitions()

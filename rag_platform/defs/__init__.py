@@ -1,0 +1,1 @@
+"""The Dagster layer: thin wiring of the domain steps into assets, checks, sensors and jobs."""

@@ -1,0 +1,27 @@
+"""raw_documents: scan the sources and append document versions to the warehouse."""
+
+import dagster as dg
+
+from rag_platform import refresh
+from rag_platform.defs.resources import PlatformResource, RefreshLockResource
+
+FULL_TAG = "rag/full"
+
+
+def is_full_rebuild(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> bool:
+    """Full rebuilds are runs of the rebuild job, tagged ``rag/full=true``."""
+    return context.run.tags.get(FULL_TAG) == "true"
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds={"python", "duckdb"},
+    description="Append-only document versions (and deletion tombstones) read from the registered source folders.",
+    code_version="1",
+)
+def raw_documents(
+    context: dg.AssetExecutionContext, platform: PlatformResource, refresh_lock: RefreshLockResource
+) -> dg.MaterializeResult:
+    stats = refresh.ingest(platform.settings(), context.run_id, is_full_rebuild(context))
+    context.log.info(f"documents: {stats.as_dict()}")
+    return dg.MaterializeResult(metadata=stats.as_dict())

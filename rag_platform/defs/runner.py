@@ -1,0 +1,54 @@
+"""Run the refresh job in-process against the platform's Dagster instance (the CLI's path into Dagster)."""
+
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+from rag_platform.defs.sensors import REBUILD_JOB, REFRESH_JOB
+from rag_platform.locking import pid_alive
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    run_id: str
+    success: bool
+    failure: str | None
+
+
+def execute_refresh(full: bool, trigger: str = "cli") -> JobOutcome:
+    """Execute the refresh (or rebuild) job in this process; its run shows in the UI's run history."""
+    from rag_platform.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    fail_orphaned_runs(instance)
+    job = defs.resolve_job_def(REBUILD_JOB if full else REFRESH_JOB)
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, tags={"rag/pid": str(os.getpid()), "rag/trigger": trigger}
+    )
+    return JobOutcome(result.run_id, result.success, None if result.success else first_failure(result))
+
+
+def first_failure(result: dg.ExecuteInProcessResult) -> str:
+    """The root cause of the first failed step, as one line."""
+    for event in result.all_events:
+        data = event.event_specific_data
+        error = getattr(data, "error", None) if event.event_type_value == "STEP_FAILURE" else None
+        if error is None:
+            continue
+        while error.cause is not None:
+            error = error.cause
+        lines = [line for line in error.message.strip().splitlines() if line.strip()]
+        return f"{event.step_key}: {lines[-1] if lines else error.cls_name}"
+    return "the run did not succeed"
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs started in-process by a process that has since died stay STARTED forever: mark them failed."""
+    failed = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        pid = run.tags.get("rag/pid")
+        if pid and pid.isdigit() and not pid_alive(int(pid)):
+            instance.report_run_failed(run)
+            failed.append(run.run_id)
+    return failed

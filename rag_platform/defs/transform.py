@@ -1,0 +1,52 @@
+"""dbt models on DuckDB (stg_documents, current_documents), each a Dagster asset; dbt tests are asset checks."""
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from rag_platform.dbt import dbt_project_dir, ensure_manifest
+from rag_platform.defs.resources import PlatformResource, RefreshLockResource
+
+
+class Translator(DagsterDbtTranslator):
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "transform"
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        return dbt_resource_props.get("description") or f"dbt model {dbt_resource_props['name']}"
+
+
+def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
+    @dbt_assets(
+        manifest=manifest_path,
+        dagster_dbt_translator=Translator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+    )
+    def dbt_models(
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        platform: PlatformResource,
+        refresh_lock: RefreshLockResource,
+    ) -> Iterator[Any]:
+        settings = platform.settings()
+        os.environ["RAG_PLATFORM_WAREHOUSE"] = str(settings.warehouse_path)
+        target = settings.home / "dbt" / "runs" / context.run_id[:8]
+        yield from dbt.cli(["build"], context=context, target_path=target).stream()
+
+    return dbt_models
+
+
+def dbt_resource() -> DbtCliResource:
+    project_dir = str(dbt_project_dir())
+    # The dbt installed beside this interpreter, even when its bin folder is not on PATH.
+    beside = Path(sys.executable).parent / "dbt"
+    executable = str(beside) if beside.is_file() else "dbt"
+    return DbtCliResource(project_dir=project_dir, profiles_dir=project_dir, dbt_executable=executable)
+
+
+def manifest_for(home: str) -> str:
+    return str(ensure_manifest(home))

@@ -1,0 +1,107 @@
+"""Great Expectations suites for chunks and embeddings, run on an ephemeral context.
+
+Each suite returns a ``SuiteOutcome`` naming every failed expectation with a sample of offending values, so
+a blocked refresh says exactly why.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteOutcome:
+    suite: str
+    passed: bool
+    evaluated_rows: int
+    failures: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def message(self) -> str:
+        if self.passed:
+            return f"{self.suite}: {self.evaluated_rows} rows passed"
+        return f"{self.suite}: " + "; ".join(self.failures)
+
+
+def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> SuiteOutcome:
+    if frame.empty:
+        return SuiteOutcome(name, True, 0)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (
+        context.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+    )
+    suite = gx.ExpectationSuite(name=name)
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    failures = []
+    for item in result.results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        column = config.kwargs.get("column", "")
+        sample = item.result.get("partial_unexpected_list") or item.result.get("observed_value")
+        count = item.result.get("unexpected_count")
+        failures.append(f"{config.type} on {column}: {count} unexpected, e.g. {str(sample)[:120]}")
+    return SuiteOutcome(name, bool(result.success), len(frame), tuple(failures))
+
+
+def validate_chunks(frame: pd.DataFrame, max_tokens: int) -> SuiteOutcome:
+    """Chunks: ids unique and non-null, text non-empty, token counts within (0, max_tokens]."""
+    import great_expectations as gx
+
+    return _run_suite(
+        "chunks_pass_quality_suite",
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="chunk_id"),
+            gx.expectations.ExpectColumnValuesToBeUnique(column="chunk_id"),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="text"),
+            gx.expectations.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="token_count", min_value=1, max_value=max_tokens),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="document_id"),
+        ],
+    )
+
+
+def embedding_profile(hashes: list[str], vectors: list[Any]) -> pd.DataFrame:
+    """One row per vector: its dimension, whether all values are finite, and its L2 norm."""
+    import pandas as pd
+
+    dims, finite, norms = [], [], []
+    for vector in vectors:
+        array = np.asarray(vector, dtype=np.float64)
+        dims.append(int(array.size))
+        finite.append(bool(np.isfinite(array).all()))
+        norms.append(float(np.linalg.norm(array)) if np.isfinite(array).all() else float("nan"))
+    return pd.DataFrame({"text_hash": hashes, "dim": dims, "finite": finite, "norm": norms})
+
+
+def validate_embeddings(frame: pd.DataFrame, dim: int, tolerance: float = 1e-3) -> SuiteOutcome:
+    """Embeddings: the model's dimension, finite values, unit norm."""
+    import great_expectations as gx
+
+    return _run_suite(
+        "embeddings_pass_quality_suite",
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToBeInSet(column="dim", value_set=[dim]),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column="norm", min_value=1 - tolerance, max_value=1 + tolerance
+            ),
+            gx.expectations.ExpectColumnValuesToBeUnique(column="text_hash"),
+        ],
+    )

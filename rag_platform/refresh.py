@@ -1,0 +1,199 @@
+"""The refresh steps the Dagster assets call, each holding the single warehouse writer only while it runs.
+
+The run record (``runs`` table) collects each step's counts under the Dagster run id, so the CLI, the UI
+metadata and ``status`` all report the same figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rag_platform import warehouse
+from rag_platform.chunking import Chunker, ChunkerConfig
+from rag_platform.embedding import Embedder, make_embedder
+from rag_platform.indexing import ChunkStats, EmbedStats, IndexStats, embed_missing, sync_chunks, sync_index
+from rag_platform.ingest import IngestStats, ingest_sources, list_sources, now
+from rag_platform.locking import pid_alive
+from rag_platform.quality import SuiteOutcome, embedding_profile, validate_chunks, validate_embeddings
+from rag_platform.warehouse import first_row
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from rag_platform.backends import IndexBackend
+    from rag_platform.config import EmbeddingSettings, Settings
+
+Log = Callable[[str], None]
+
+
+def chunker_config(settings: Settings) -> ChunkerConfig:
+    return ChunkerConfig(settings.chunker.max_tokens, settings.chunker.overlap, settings.embedding.model)
+
+
+@functools.lru_cache(maxsize=4)
+def cached_embedder(embedding: EmbeddingSettings) -> Embedder:
+    """One embedder per process and configuration: the model loads once, on first use."""
+    return make_embedder(embedding)
+
+
+@functools.lru_cache(maxsize=4)
+def _chunker(config: ChunkerConfig) -> Chunker:
+    return Chunker(config)
+
+
+def record_stats(con: duckdb.DuckDBPyConnection, run_id: str, section: str, values: dict[str, Any]) -> None:
+    row = first_row(con, "SELECT stats FROM runs WHERE run_id = ?", [run_id])
+    stats = json.loads(row[0]) if row and row[0] else {}
+    stats[section] = values
+    con.execute("UPDATE runs SET stats = ? WHERE run_id = ?", [json.dumps(stats), run_id])
+
+
+def begin_run(con: duckdb.DuckDBPyConnection, run_id: str, full: bool) -> list[str]:
+    """Record this run; runs left 'running' by a dead process are marked failed. Returns those run ids."""
+    stale = [
+        rid
+        for rid, pid in con.execute(
+            "SELECT run_id, pid FROM runs WHERE status = 'running' AND run_id != ?", [run_id]
+        ).fetchall()
+        if pid == os.getpid() or not pid_alive(pid)
+    ]
+    for rid in stale:
+        con.execute("UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ?", [now(), rid])
+    con.execute(
+        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, NULL, 'running', ?, '{}')", [run_id, os.getpid(), now(), full]
+    )
+    return stale
+
+
+def ingest(settings: Settings, run_id: str, full: bool = False) -> IngestStats:
+    from pathlib import Path
+
+    with warehouse.writer(settings) as con:
+        begin_run(con, run_id, full)
+        roots = [Path(p) for p in list_sources(con)]
+        stats = ingest_sources(con, roots, run_id, settings.source.max_bytes)
+        record_stats(con, run_id, "documents", stats.as_dict())
+    return stats
+
+
+def chunk(settings: Settings, run_id: str, full: bool = False) -> ChunkStats:
+    with warehouse.writer(settings) as con:
+        stats = sync_chunks(con, _chunker(chunker_config(settings)), run_id, full)
+        record_stats(con, run_id, "chunking", as_dict(stats))
+    return stats
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def check_chunks(settings: Settings) -> SuiteOutcome:
+    """Validate every live chunk of the current chunker."""
+    with warehouse.writer(settings) as con:
+        frame = con.execute(
+            "SELECT chunk_id, document_id, text, token_count FROM chunks WHERE chunker = ?",
+            [chunker_config(settings).fingerprint],
+        ).df()
+    return validate_chunks(frame, settings.chunker.max_tokens)
+
+
+def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats:
+    embedder = cached_embedder(settings.embedding)
+    with warehouse.writer(settings) as con:
+        stats = embed_missing(
+            con, embedder, chunker_config(settings).fingerprint, run_id, batch_size=256, log=log or (lambda _: None)
+        )
+        record_stats(con, run_id, "embedding", as_dict(stats))
+    return stats
+
+
+def check_embeddings(settings: Settings, run_id: str, full: bool = False) -> SuiteOutcome:
+    """Validate the vectors this run produced (all live vectors on a full rebuild)."""
+    embedder = cached_embedder(settings.embedding)
+    query = """
+        SELECT DISTINCT e.text_hash, e.vector FROM embedding_cache e
+        JOIN chunks c ON c.text_hash = e.text_hash AND c.chunker = ?
+        WHERE e.model_id = ? {}
+    """.format("" if full else "AND e.run_id = ?")
+    params: list[Any] = [chunker_config(settings).fingerprint, embedder.model_id]
+    if not full:
+        params.append(run_id)
+    with warehouse.writer(settings) as con:
+        rows = con.execute(query, params).fetchall()
+    frame = embedding_profile([r[0] for r in rows], [r[1] for r in rows])
+    return validate_embeddings(frame, embedder.dimension)
+
+
+def index(
+    settings: Settings, run_id: str, backend: IndexBackend, full: bool = False, log: Log | None = None
+) -> IndexStats:
+    embedder = cached_embedder(settings.embedding)
+    with warehouse.writer(settings) as con:
+        stats = sync_index(
+            con,
+            backend,
+            alias=settings.index.alias,
+            chunker=chunker_config(settings),
+            model_id=embedder.model_id,
+            dim=embedder.dimension,
+            run_id=run_id,
+            full=full,
+            keep_versions=settings.index.keep_versions,
+            max_delete_fraction=settings.gates.max_delete_fraction,
+            log=log or (lambda _: None),
+        )
+        record_stats(con, run_id, "index", stats.as_dict())
+        con.execute(
+            "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+            ["succeeded" if stats.published else "blocked", now(), run_id],
+        )
+    warehouse.export_snapshot(settings)
+    return stats
+
+
+def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The contract's refresh summary, read back from the run record."""
+    with warehouse.owner_reader(settings) as con:
+        row = first_row(con, "SELECT stats FROM runs WHERE run_id = ?", [run_id]) if con else None
+    stats = json.loads(row[0]) if row and row[0] else {}
+    docs = stats.get("documents", {})
+    chunking = stats.get("chunking", {})
+    embedding = stats.get("embedding", {})
+    index_stats = stats.get("index", {})
+    total = chunking.get("chunks_total", 0)
+    return {
+        "run_id": run_id,
+        "documents": {k: docs.get(k, 0) for k in ("added", "modified", "deleted", "unchanged", "quarantined")},
+        "chunks": {
+            "total": total,
+            "embedded": embedding.get("embedded", 0),
+            "reused": max(total - embedding.get("embedded", 0), 0),
+            "deleted": chunking.get("chunks_deleted", 0),
+            "added": chunking.get("chunks_added", 0),
+        },
+        "index": {
+            "name": index_stats.get("name", settings.index.alias),
+            "version": index_stats.get("version"),
+            "count": index_stats.get("count", 0),
+            "upserted": index_stats.get("upserted", 0),
+            "deleted": index_stats.get("deleted", 0),
+        },
+        "published": bool(index_stats.get("published", False)),
+        "gates": {**stats.get("gates", {}), **index_stats.get("gates", {})},
+    }
+
+
+def record_gate(settings: Settings, run_id: str, name: str, outcome: SuiteOutcome) -> None:
+    with warehouse.writer(settings) as con:
+        row = first_row(con, "SELECT stats FROM runs WHERE run_id = ?", [run_id])
+        stats = json.loads(row[0]) if row and row[0] else {}
+        gates = stats.get("gates", {})
+        gates[name] = {"passed": outcome.passed, "message": outcome.message}
+        record_stats(con, run_id, "gates", gates)
+        if not outcome.passed:
+            con.execute("UPDATE runs SET status = 'blocked', finished_at = ? WHERE run_id = ?", [now(), run_id])

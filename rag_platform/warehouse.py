@@ -1,0 +1,192 @@
+"""The DuckDB warehouse: document versions, chunk ledger, embedding cache, index ledger, runs, quarantine.
+
+Concurrency model: one read-write connection at a time, opened only inside a run's write steps and closed
+before dbt runs. Readers (CLI, API, sensors) never open the warehouse: after each run the writer exports a
+read snapshot (``snapshot.duckdb``, swapped in with an atomic rename) and readers open that read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from rag_platform.config import Settings
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sources (path VARCHAR PRIMARY KEY, added_at TIMESTAMP, run_id VARCHAR);
+CREATE SEQUENCE IF NOT EXISTS raw_documents_seq;
+CREATE TABLE IF NOT EXISTS raw_documents (
+    seq BIGINT PRIMARY KEY DEFAULT nextval('raw_documents_seq'),
+    uri VARCHAR NOT NULL, document_id VARCHAR NOT NULL, source VARCHAR NOT NULL,
+    document_version VARCHAR, is_deleted BOOLEAN NOT NULL, title VARCHAR, raw_text VARCHAR, mime VARCHAR,
+    path VARCHAR, size_bytes BIGINT, modified_at DOUBLE, run_id VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_state (
+    uri VARCHAR PRIMARY KEY, source VARCHAR, file_key VARCHAR, document_version VARCHAR, status VARCHAR
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    uri VARCHAR PRIMARY KEY, source VARCHAR, reason VARCHAR, document_version VARCHAR,
+    since TIMESTAMP, run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS document_events (
+    uri VARCHAR, document_id VARCHAR, event VARCHAR, document_version VARCHAR, run_id VARCHAR, occurred_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id VARCHAR PRIMARY KEY, chunker VARCHAR NOT NULL, document_id VARCHAR NOT NULL, uri VARCHAR NOT NULL,
+    source VARCHAR, document_version VARCHAR NOT NULL, ordinal INTEGER, title VARCHAR, heading_path VARCHAR,
+    text VARCHAR NOT NULL, text_hash VARCHAR NOT NULL, token_count INTEGER, run_id VARCHAR, created_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS chunked_documents (
+    uri VARCHAR, chunker VARCHAR, document_version VARCHAR, run_id VARCHAR, PRIMARY KEY (uri, chunker)
+);
+CREATE TABLE IF NOT EXISTS embedding_cache (
+    model_id VARCHAR, text_hash VARCHAR, vector FLOAT[], run_id VARCHAR, created_at TIMESTAMP,
+    PRIMARY KEY (model_id, text_hash)
+);
+CREATE TABLE IF NOT EXISTS index_versions (
+    name VARCHAR PRIMARY KEY, alias VARCHAR, fingerprint VARCHAR, build INTEGER, chunker VARCHAR,
+    chunker_config VARCHAR, model_id VARCHAR, dim INTEGER, backend VARCHAR, status VARCHAR,
+    created_at TIMESTAMP, created_run VARCHAR, published_at TIMESTAMP, dropped_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS index_state (
+    index_name VARCHAR, chunk_id VARCHAR, document_id VARCHAR, text_hash VARCHAR, document_version VARCHAR, run_id VARCHAR,
+    PRIMARY KEY (index_name, chunk_id)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, pid INTEGER, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR,
+    full_rebuild BOOLEAN, stats VARCHAR
+);
+CREATE TABLE IF NOT EXISTS alias_events (
+    alias VARCHAR, index_name VARCHAR, previous VARCHAR, run_id VARCHAR, occurred_at TIMESTAMP, reason VARCHAR
+);
+"""
+
+# Tables copied into the read snapshot; vectors and raw text stay in the warehouse.
+SNAPSHOT_QUERIES = {
+    "sources": "SELECT * FROM w.sources",
+    "quarantine": "SELECT * FROM w.quarantine",
+    "document_events": "SELECT * FROM w.document_events",
+    "document_versions": (
+        "SELECT uri, document_id, source, document_version, is_deleted, title, path, size_bytes, run_id, "
+        "ingested_at FROM w.raw_documents"
+    ),
+    "chunks": "SELECT * FROM w.chunks",
+    "embedding_runs": "SELECT model_id, text_hash, run_id, created_at FROM w.embedding_cache",
+    "index_versions": "SELECT * FROM w.index_versions",
+    "index_state": "SELECT * FROM w.index_state",
+    "runs": "SELECT * FROM w.runs",
+    "alias_events": "SELECT * FROM w.alias_events",
+}
+
+
+class WarehouseBusy(RuntimeError):
+    """The warehouse file stayed locked by another process past the retry budget."""
+
+
+def _connect(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise WarehouseBusy(f"{path.name} is locked by another process: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+@contextmanager
+def writer(settings: Settings, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The single read-write connection, for the duration of one write step."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    con = _connect(settings.warehouse_path, read_only=False, timeout_s=timeout_s)
+    try:
+        con.execute(SCHEMA)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def reader(settings: Settings, timeout_s: float = 10.0) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A short read-only connection to the latest snapshot; None before the first run."""
+    if not settings.snapshot_path.exists():
+        yield None
+        return
+    con = _connect(settings.snapshot_path, read_only=True, timeout_s=timeout_s)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def owner_reader(settings: Settings, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A read-only warehouse connection for the process that just wrote it (e.g. to summarise its own run)."""
+    if not settings.warehouse_path.exists():
+        yield None
+        return
+    con = _connect(settings.warehouse_path, read_only=True, timeout_s=timeout_s)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def export_snapshot(settings: Settings, extra: dict[str, str] | None = None) -> None:
+    """Copy the tables readers need into a fresh file and swap it in atomically.
+
+    Call only while no read-write connection is open in this process.
+    """
+    import duckdb
+
+    tmp = settings.home / f"snapshot.{os.getpid()}.tmp"
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(f"ATTACH '{settings.warehouse_path}' AS w (READ_ONLY)")
+        queries = dict(SNAPSHOT_QUERIES)
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name='w'").fetchall()
+        }
+        if "current_documents" in tables:
+            queries["current_documents"] = (
+                "SELECT uri, document_id, source, document_version, title, mime, path, size_bytes, language, "
+                "char_length, run_id, ingested_at FROM w.current_documents"
+            )
+        queries.update(extra or {})
+        for table, query in queries.items():
+            con.execute(f"CREATE TABLE {table} AS {query}")
+        con.execute("DETACH w")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, settings.snapshot_path)
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> Any:
+    """The first column of the first row (None when no row); the result is fully consumed."""
+    rows = con.execute(query, params or []).fetchall()
+    return rows[0][0] if rows else None
+
+
+def first_row(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
+    rows = con.execute(query, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def rows_as_dicts(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cursor = con.execute(query, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,147 @@
+"""End to end with real components: Dagster in-process, dbt + DuckDB, the bundled model, GX, LanceDB.
+
+Runs the same job the CLI and the sensor run, on a small fixture corpus copied into tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag_platform import warehouse
+from rag_platform.backends import make_backend
+from rag_platform.config import load_settings
+from rag_platform.ingest import register_source
+from rag_platform.lineage import audit, status
+
+pytestmark = pytest.mark.slow
+
+CORPUS = Path(__file__).parent / "data" / "corpus"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    target = tmp_path / "corpus"
+    shutil.copytree(CORPUS, target)
+    return target
+
+
+def refresh(full: bool = False) -> dict:
+    from rag_platform.defs.runner import execute_refresh
+    from rag_platform.refresh import run_summary
+
+    outcome = execute_refresh(full, trigger="test")
+    summary = run_summary(load_settings(), outcome.run_id)
+    summary["success"] = outcome.success
+    summary["failure"] = outcome.failure
+    return summary
+
+
+def search(query: str, mode: str = "hybrid", k: int = 5) -> dict:
+    from rag_platform.retrieval import Searcher, SearchRequest
+
+    return Searcher.from_settings(load_settings()).search(SearchRequest(query=query, k=k, mode=mode))
+
+
+def add_source(path: Path) -> None:
+    settings = load_settings()
+    with warehouse.writer(settings) as con:
+        register_source(con, path)
+
+
+def test_full_graph_builds_a_searchable_index_and_stays_incremental(platform_home: Path, corpus: Path) -> None:
+    add_source(corpus)
+    first = refresh()
+    assert first["success"], first["failure"]
+    assert first["documents"]["added"] == 5
+    assert first["published"] and first["index"]["count"] == first["chunks"]["total"] > 0
+    assert first["chunks"]["embedded"] == first["chunks"]["total"]
+
+    for mode in ("hybrid", "dense", "keyword"):
+        top = search("how do I roll back to an earlier index version", mode)["results"][0]
+        assert top["source"].endswith("guides/rollback.md"), (mode, top)
+    assert search("sourdough starter feeding", "dense")["results"][0]["source"].endswith("baking.md")
+    assert search("spring tides moon", "keyword")["results"][0]["source"].endswith("tides.html")
+
+    second = refresh()
+    assert second["success"] and second["chunks"]["embedded"] == 0
+    assert second["documents"]["unchanged"] == 5 and second["index"]["upserted"] == 0
+    assert second["index"]["version"] == first["index"]["version"]
+
+    baking = corpus / "baking.md"
+    baking.write_text(baking.read_text() + "\n## Storing\n\nWrap the cooled loaf in a linen towel.\n")
+    (corpus / "chess.txt").unlink()
+    third = refresh()
+    assert third["success"], third["failure"]
+    assert (third["documents"]["modified"], third["documents"]["deleted"]) == (1, 1)
+    assert 0 < third["chunks"]["embedded"] <= 2
+    hits = search("Sicilian Defence opening", "keyword", k=10)["results"]
+    assert all(not h["source"].endswith("chess.txt") for h in hits)
+
+    settings = load_settings()
+    state = status(settings, make_backend(settings))
+    assert state["documents"] == 4 and state["chunks"] == state["index"]["count"] == third["index"]["count"]
+
+    rebuilt = refresh(full=True)
+    assert rebuilt["success"] and rebuilt["published"]
+    assert rebuilt["index"]["version"] != third["index"]["version"]
+    after = status(settings, make_backend(settings))
+    assert after["index"]["checksum"] == state["index"]["checksum"]
+    assert after["index"]["version"] == rebuilt["index"]["version"]
+
+
+def test_lineage_traces_a_result_to_its_runs(platform_home: Path, corpus: Path) -> None:
+    add_source(corpus)
+    first = refresh()
+    hit = search("stratovolcano eruptions", "dense")["results"][0]
+    record = audit(load_settings(), hit["chunk_id"])
+    assert record is not None and record["kind"] == "chunk"
+    assert record["source"] == hit["source"] and record["document_version"] == hit["document_version"]
+    assert record["runs"] == {k: first["run_id"] for k in ("ingested", "chunked", "embedded", "indexed")}
+    assert record["index_version"] == first["index"]["version"]
+    assert record["embedding_model"].startswith("all-MiniLM-L6-v2")
+    assert record["chunker"]["max_tokens"] == 200
+    assert [e["event"] for e in record["history"]] == ["added"]
+    doc = audit(load_settings(), hit["document_id"])
+    assert doc is not None and hit["chunk_id"] in doc["chunks"]
+
+
+def test_bad_documents_are_quarantined_and_the_refresh_succeeds(platform_home: Path, corpus: Path) -> None:
+    (corpus / "empty.md").write_bytes(b"")
+    (corpus / "binary.md").write_bytes(b"\x00\x01\x02 not text")
+    add_source(corpus)
+    result = refresh()
+    assert result["success"] and result["documents"]["quarantined"] == 2
+    quarantined = status(load_settings(), make_backend(load_settings()))["quarantined"]
+    assert sorted(Path(q["source"]).name for q in quarantined) == ["binary.md", "empty.md"]
+    assert all(q["reason"] and q["since"] for q in quarantined)
+
+
+def test_delete_gate_blocks_publishing_and_keeps_the_served_index(
+    platform_home: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_source(corpus)
+    first = refresh()
+    for path in list(corpus.rglob("*.md")):
+        path.unlink()
+    blocked = refresh()
+    assert not blocked["success"] and not blocked["published"]
+    gate = blocked["gates"]["index_delete_fraction_within_limit"]
+    assert not gate["passed"] and "would be deleted" in gate["message"]
+    assert search("roll back index version", "keyword")["results"][0]["source"].endswith("rollback.md")
+    assert status(load_settings(), make_backend(load_settings()))["index"]["count"] == first["index"]["count"]
+    monkeypatch.setenv("RAG_PLATFORM__GATES__MAX_DELETE_FRACTION", "1.0")
+    allowed = refresh()
+    assert allowed["success"] and allowed["published"] and allowed["index"]["count"] < first["index"]["count"]
+
+
+def test_run_record_is_json(platform_home: Path, corpus: Path) -> None:
+    add_source(corpus)
+    result = refresh()
+    with warehouse.reader(load_settings()) as con:
+        assert con is not None
+        stats = json.loads(con.execute("SELECT stats FROM runs WHERE run_id = ?", [result["run_id"]]).fetchall()[0][0])
+    assert set(stats) >= {"documents", "chunking", "embedding", "index", "gates"}
