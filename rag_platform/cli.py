@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_platform.config import ConfigError, Settings, load_settings
+from rag_platform.environment import prepare_environment
 
 
 class UsageError(Exception):
@@ -33,20 +34,6 @@ class CommandFailed(Exception):
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _prepare_environment(settings: Settings) -> None:
-    """Dagster's instance lives inside the platform home unless DAGSTER_HOME says otherwise."""
-    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    os.environ["RAG_PLATFORM_HOME"] = str(settings.home)
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 1\n", encoding="utf-8")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
 # ---- commands ---------------------------------------------------------------------------------------------
@@ -66,17 +53,17 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         with refresh_lock(settings.lock_path, on_wait=log), warehouse.writer(settings) as con:
             if register_source(con, source):
                 log(f"added source {source}")
-    return run_refresh_job(settings, full=args.full)
+    return run_refresh_job(settings, full=args.full, debug=getattr(args, "debug", False))
 
 
-def run_refresh_job(settings: Settings, full: bool) -> dict[str, Any]:
+def run_refresh_job(settings: Settings, full: bool, debug: bool = False) -> dict[str, Any]:
     """Run the refresh job in-process against the platform's Dagster instance, then summarise it."""
-    _prepare_environment(settings)
+    prepare_environment(settings)
     from rag_platform.defs.runner import execute_refresh
     from rag_platform.refresh import run_summary
 
     started = time.perf_counter()
-    outcome = execute_refresh(full)
+    outcome = execute_refresh(full, log_level="DEBUG" if debug else "WARNING")
     summary = {
         **run_summary(settings, outcome.run_id),
         "seconds": round(time.perf_counter() - started, 3),
@@ -202,7 +189,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _dagster_processes(settings: Settings, host: str, port: int) -> list[Any]:
     import subprocess
 
-    _prepare_environment(settings)
+    prepare_environment(settings)
     bindir = Path(sys.executable).parent
     module = ["-m", "rag_platform.definitions"]
     webserver = [str(bindir / "dagster-webserver"), *module, "-h", host, "-p", str(port)]
@@ -353,13 +340,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr)
+    logging.getLogger("rag_platform").setLevel(logging.DEBUG if args.debug else logging.INFO)
     if not args.debug:
         import warnings
 
         warnings.filterwarnings("ignore")
     try:
         settings = load_settings()
-        _prepare_environment(settings)
+        prepare_environment(settings)
         result = args.handler(args, settings)
         if args.command_name not in {"serve", "ui", "demo"}:
             _emit(args.command_name, result, args.json)

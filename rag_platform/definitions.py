@@ -3,6 +3,7 @@
 import dagster as dg
 
 from rag_platform.config import load_settings
+from rag_platform.environment import prepare_environment
 from rag_platform.defs.index import (
     chunk_embeddings,
     chunks_pass_quality_suite,
@@ -19,6 +20,7 @@ from rag_platform.defs.transform import build_dbt_assets, dbt_resource, manifest
 
 def build_definitions() -> dg.Definitions:
     settings = load_settings()
+    prepare_environment(settings)
     return dg.Definitions(
         assets=[
             raw_documents,

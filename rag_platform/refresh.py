@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,18 @@ if TYPE_CHECKING:
     from rag_platform.config import EmbeddingSettings, Settings
 
 Log = Callable[[str], None]
+logger = logging.getLogger("rag_platform.refresh")
+
+
+def _tee(log: Log | None) -> Log:
+    """Send progress to the caller's log (Dagster's, shown in the UI) and to this module's logger (stderr)."""
+
+    def emit(message: str) -> None:
+        logger.info(message)
+        if log is not None:
+            log(message)
+
+    return emit
 
 
 def chunker_config(settings: Settings) -> ChunkerConfig:
@@ -106,7 +119,7 @@ def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats
     embedder = cached_embedder(settings.embedding)
     with warehouse.writer(settings) as con:
         stats = embed_missing(
-            con, embedder, chunker_config(settings).fingerprint, run_id, batch_size=256, log=log or (lambda _: None)
+            con, embedder, chunker_config(settings).fingerprint, run_id, batch_size=256, log=_tee(log)
         )
         record_stats(con, run_id, "embedding", as_dict(stats))
     return stats
@@ -145,7 +158,7 @@ def index(
             full=full,
             keep_versions=settings.index.keep_versions,
             max_delete_fraction=settings.gates.max_delete_fraction,
-            log=log or (lambda _: None),
+            log=_tee(log),
         )
         record_stats(con, run_id, "index", stats.as_dict())
         con.execute(

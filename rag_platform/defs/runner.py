@@ -16,15 +16,21 @@ class JobOutcome:
     failure: str | None
 
 
-def execute_refresh(full: bool, trigger: str = "cli") -> JobOutcome:
-    """Execute the refresh (or rebuild) job in this process; its run shows in the UI's run history."""
+def execute_refresh(full: bool, trigger: str = "cli", log_level: str = "WARNING") -> JobOutcome:
+    """Execute the refresh (or rebuild) job in this process; its run shows in the UI's run history.
+
+    ``log_level`` applies to Dagster's console logger only; the full event log is stored either way.
+    """
     from rag_platform.definitions import defs
 
     instance = dg.DagsterInstance.get()
     fail_orphaned_runs(instance)
     job = defs.resolve_job_def(REBUILD_JOB if full else REFRESH_JOB)
     result = job.execute_in_process(
-        instance=instance, raise_on_error=False, tags={"rag/pid": str(os.getpid()), "rag/trigger": trigger}
+        instance=instance,
+        raise_on_error=False,
+        tags={"rag/pid": str(os.getpid()), "rag/trigger": trigger},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     return JobOutcome(result.run_id, result.success, None if result.success else first_failure(result))
 

@@ -1,0 +1,114 @@
+"""The Dagster definitions load from workspace.yaml, and a real webserver lists every asset over GraphQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXPECTED_ASSETS = {
+    "raw_documents",
+    "stg_documents",
+    "current_documents",
+    "document_chunks",
+    "chunk_embeddings",
+    "search_index",
+    "reranked_query_results",
+}
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_definitions_validate_from_workspace_yaml(platform_home: Path) -> None:
+    (platform_home / "dagster").mkdir(parents=True)  # the dagster CLI opens the instance before our code
+    result = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        cwd=platform_home.parent,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_definitions_object_has_every_asset_group_and_kind(platform_home: Path) -> None:
+    from rag_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert EXPECTED_ASSETS <= keys
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.is_external:
+            continue
+        assert node.group_name, key
+        assert node.description, key
+    checks = {key.name for key in graph.asset_check_keys}
+    assert {"chunks_pass_quality_suite", "embeddings_pass_quality_suite", "index_matches_ledger"} <= checks
+    assert any(name.startswith("unique_current_documents") for name in checks)
+
+
+def test_domain_modules_do_not_import_dagster() -> None:
+    code = (
+        "import sys\n"
+        "import rag_platform.cli, rag_platform.refresh, rag_platform.indexing, rag_platform.lineage, "
+        "rag_platform.chunking, rag_platform.ingest, rag_platform.quality, rag_platform.versions\n"
+        "assert 'dagster' not in sys.modules, sorted(m for m in sys.modules if m.startswith('dagster'))[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_webserver_serves_the_asset_graph(platform_home: Path) -> None:
+    (platform_home / "dagster").mkdir(parents=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=platform_home.parent,
+    )
+    try:
+        query = {"query": "{ assetNodes { assetKey { path } groupName hasAssetChecks } }"}
+        deadline = time.monotonic() + 180
+        payload = None
+        while time.monotonic() < deadline:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps(query).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    payload = json.loads(response.read())
+                if payload.get("data", {}).get("assetNodes"):
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, process.stderr.read().decode()[-2000:] if process.stderr else ""
+            time.sleep(1)
+        assert payload is not None, "webserver never answered"
+        nodes = payload["data"]["assetNodes"]
+        names = {"/".join(n["assetKey"]["path"]) for n in nodes}
+        assert EXPECTED_ASSETS <= names
+        groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
+        assert groups["raw_documents"] == "ingest" and groups["current_documents"] == "transform"
+        assert groups["search_index"] == "index" and groups["reranked_query_results"] == "query"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
