@@ -50,8 +50,11 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             source = validate_source(args.source)
         except SourceError as exc:
             raise UsageError(str(exc)) from None
-        with refresh_lock(settings.lock_path, on_wait=log), warehouse.writer(settings) as con:
-            if register_source(con, source):
+        with refresh_lock(settings.lock_path, on_wait=log):
+            with warehouse.writer(settings) as con:
+                added = register_source(con, source)
+            if added:
+                warehouse.export_snapshot(settings)  # the sensor reads sources from the snapshot
                 log(f"added source {source}")
     return run_refresh_job(settings, full=args.full, debug=getattr(args, "debug", False))
 

@@ -27,6 +27,7 @@ class EmbeddingSettings:
     backend: str = "torch"
     batch_size: int = 32
     threads: int = 0
+    commit_every: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class IndexSettings:
     candidates: int = 100
     num_candidates: int = 200
     index_options: str = "int8_hnsw"
+    write_batch: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,8 @@ def _validate(settings: Settings) -> None:
         (settings.index.keep_versions >= 1, "index.keep_versions must be at least 1"),
         (settings.source.max_bytes > 0, "source.max_bytes must be positive"),
         (settings.embedding.batch_size > 0, "embedding.batch_size must be positive"),
+        (settings.embedding.commit_every > 0, "embedding.commit_every must be positive"),
+        (settings.index.write_batch > 0, "index.write_batch must be positive"),
         (0.0 <= settings.gates.max_delete_fraction <= 1.0, "gates.max_delete_fraction must be in [0, 1]"),
         (settings.sensor.interval_s >= 1, "sensor.interval_s must be at least 1"),
         (settings.index.backend in {"lancedb", "elasticsearch"}, "index.backend must be lancedb or elasticsearch"),

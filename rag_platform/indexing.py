@@ -262,6 +262,7 @@ def sync_index(
     full: bool,
     keep_versions: int,
     max_delete_fraction: float,
+    write_batch: int = WRITE_BATCH,
     log: Log = _quiet,
 ) -> IndexStats:
     """Make the target index version hold exactly the live chunks, then publish it if the gates pass."""
@@ -311,7 +312,7 @@ def sync_index(
         stats.count = backend.count(plan.name)
         return stats
 
-    for batch in _batches(to_upsert, WRITE_BATCH):
+    for batch in _batches(to_upsert, write_batch):
         faults.checkpoint("index_write")
         rows = _chunk_rows(con, batch)
         vectors = _vectors_for(con, model_id, sorted({r["text_hash"] for r in rows}))
@@ -336,7 +337,7 @@ def sync_index(
         )
         stats.upserted += len(docs)
         log(f"indexed {stats.upserted}/{len(to_upsert)} chunks")
-    for batch in _batches(to_delete, WRITE_BATCH):
+    for batch in _batches(to_delete, write_batch):
         faults.checkpoint("index_write")
         backend.delete(plan.name, list(batch))
         con.executemany(

@@ -119,7 +119,7 @@ def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats
     embedder = cached_embedder(settings.embedding)
     with warehouse.writer(settings) as con:
         stats = embed_missing(
-            con, embedder, chunker_config(settings).fingerprint, run_id, batch_size=256, log=_tee(log)
+            con, embedder, chunker_config(settings).fingerprint, run_id, batch_size=settings.embedding.commit_every, log=_tee(log)
         )
         record_stats(con, run_id, "embedding", as_dict(stats))
     return stats
@@ -158,6 +158,7 @@ def index(
             full=full,
             keep_versions=settings.index.keep_versions,
             max_delete_fraction=settings.gates.max_delete_fraction,
+            write_batch=settings.index.write_batch,
             log=_tee(log),
         )
         record_stats(con, run_id, "index", stats.as_dict())

@@ -28,3 +28,37 @@ def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("RAG_PLATFORM__") or name == "RAG_ES_URL":
             monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real sentence-transformers model, tiny and randomly initialised (seeded), saved locally.
+
+    It exercises the same loading, tokenizing and embedding code as the bundled model at a fraction of the
+    cost, for tests where the meaning of the vectors is not the point.
+    """
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    from rag_platform.embedding import resolve_model_path
+
+    bundled = Path(resolve_model_path("all-MiniLM-L6-v2"))
+    target = tmp_path_factory.mktemp("tiny-model")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    raw = target / "raw"
+    BertModel(config).save_pretrained(raw)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(bundled / name, raw / name)
+    transformer = models.Transformer(str(raw), max_seq_length=256)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
+    path = target / "model"
+    model.save(str(path))
+    return path

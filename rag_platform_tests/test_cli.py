@@ -1,0 +1,119 @@
+"""The console script through a subprocess, as users and outside checks drive it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).parent / "data" / "corpus"
+
+
+def cli(home: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAG_PLATFORM")}
+    environment.pop("DAGSTER_HOME", None)
+    environment.update({"RAG_PLATFORM_HOME": str(home), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "rag_platform.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=home.parent,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error:") and fragment in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["refresh", "--source", "/definitely/missing"], "does not exist"),
+        (["search", "x", "--k", "0"], "k"),
+        (["search", "x", "--mode", "fuzzy"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
+    result = cli(tmp_path / "home", *args)
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_source_that_is_a_file_is_rejected(tmp_path: Path) -> None:
+    file = tmp_path / "file.md"
+    file.write_text("# x")
+    assert_one_line_error(cli(tmp_path / "home", "refresh", "--source", str(file)), 2, "is not a folder")
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    result = cli(tmp_path / "home", "status", "--json", env={"RAG_PLATFORM__CHUNKER__MAX_TOKENS": "lots"})
+    assert_one_line_error(result, 2, "chunker.max_tokens")
+    assert result.stdout == ""
+
+
+def test_config_show_json(tmp_path: Path) -> None:
+    result = cli(tmp_path / "home", "config", "show", "--json", env={"RAG_PLATFORM__INDEX__KEEP_VERSIONS": "3"})
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert config["index"]["keep_versions"] == 3 and config["embedding"]["model"] == "all-MiniLM-L6-v2"
+
+
+def test_status_before_any_refresh(tmp_path: Path) -> None:
+    result = cli(tmp_path / "home", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout)
+    assert state["documents"] == 0 and state["index"]["version"] is None and state["quarantined"] == []
+
+
+@pytest.mark.slow
+def test_refresh_search_status_audit_index_commands(tmp_path: Path) -> None:
+    home, corpus = tmp_path / "home", tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    (corpus / "bad.md").write_bytes(b"\xff\xfe\x00\x00")
+
+    result = cli(home, "refresh", "--source", str(corpus), "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)  # stdout is exactly one JSON document
+    assert summary["documents"]["added"] == 5 and summary["documents"]["quarantined"] == 1
+    assert summary["published"] is True and summary["index"]["count"] == summary["chunks"]["total"]
+    assert set(summary) >= {"run_id", "seconds", "documents", "chunks", "index", "gates"}
+
+    result = cli(home, "search", "roll back to an earlier index version", "--json", "--k", "3")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["results"][0]["source"].endswith("rollback.md")
+    assert answer["index_version"] == summary["index"]["version"]
+    first = answer["results"][0]
+    assert {"rank", "chunk_id", "document_id", "source", "title", "text", "score", "document_version", "reranked"} <= set(first)
+
+    state = json.loads(cli(home, "status", "--json").stdout)
+    assert state["documents"] == 5 and state["chunks"] == state["index"]["count"] == summary["index"]["count"]
+    assert [Path(q["source"]).name for q in state["quarantined"]] == ["bad.md"]
+    assert len(state["index"]["checksum"]) == 64
+
+    record = json.loads(cli(home, "audit", first["chunk_id"], "--json").stdout)
+    assert record["run_id"] == summary["run_id"] and record["document_version"] == first["document_version"]
+    assert_one_line_error(cli(home, "audit", "0" * 32), 2, "unknown")
+
+    rebuilt = json.loads(cli(home, "refresh", "--full", "--json").stdout)
+    versions = json.loads(cli(home, "index", "list", "--json").stdout)["versions"]
+    assert [v["version"] for v in versions] == [rebuilt["index"]["version"], summary["index"]["version"]]
+    assert versions[0]["served"] and not versions[1]["served"]
+    rolled = cli(home, "index", "rollback", summary["index"]["version"], "--json")
+    assert rolled.returncode == 0, rolled.stderr
+    assert json.loads(cli(home, "status", "--json").stdout)["index"]["version"] == summary["index"]["version"]
+    assert_one_line_error(cli(home, "index", "rollback", "nope"), 2, "unknown index version")
+
+    human = cli(home, "search", "sourdough")
+    assert human.returncode == 0 and "baking" in human.stdout.lower()
