@@ -124,5 +124,5 @@ class SentenceTransformerEmbedder:
         return normalize(vectors)
 
 
-def make_embedder(settings: EmbeddingSettings) -> Embedder:
+def make_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
     return SentenceTransformerEmbedder.from_settings(settings)

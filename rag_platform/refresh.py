@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_platform import warehouse
@@ -49,9 +50,9 @@ def chunker_config(settings: Settings) -> ChunkerConfig:
 
 
 @functools.lru_cache(maxsize=4)
-def cached_embedder(embedding: EmbeddingSettings) -> Embedder:
+def cached_embedder(embedding: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
     """One embedder per process and configuration: the model loads once, on first use."""
-    return make_embedder(embedding)
+    return make_embedder(embedding, cache_dir)
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,8 +85,6 @@ def begin_run(con: duckdb.DuckDBPyConnection, run_id: str, full: bool) -> list[s
 
 
 def ingest(settings: Settings, run_id: str, full: bool = False) -> IngestStats:
-    from pathlib import Path
-
     with warehouse.writer(settings) as con:
         begin_run(con, run_id, full)
         roots = [Path(p) for p in list_sources(con)]
@@ -116,7 +115,7 @@ def check_chunks(settings: Settings) -> SuiteOutcome:
 
 
 def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats:
-    embedder = cached_embedder(settings.embedding)
+    embedder = cached_embedder(settings.embedding, settings.cache_dir)
     with warehouse.writer(settings) as con:
         stats = embed_missing(
             con, embedder, chunker_config(settings).fingerprint, run_id, batch_size=settings.embedding.commit_every, log=_tee(log)
@@ -127,7 +126,7 @@ def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats
 
 def check_embeddings(settings: Settings, run_id: str, full: bool = False) -> SuiteOutcome:
     """Validate the vectors this run produced (all live vectors on a full rebuild)."""
-    embedder = cached_embedder(settings.embedding)
+    embedder = cached_embedder(settings.embedding, settings.cache_dir)
     query = """
         SELECT DISTINCT e.text_hash, e.vector FROM embedding_cache e
         JOIN chunks c ON c.text_hash = e.text_hash AND c.chunker = ?
@@ -145,7 +144,7 @@ def check_embeddings(settings: Settings, run_id: str, full: bool = False) -> Sui
 def index(
     settings: Settings, run_id: str, backend: IndexBackend, full: bool = False, log: Log | None = None
 ) -> IndexStats:
-    embedder = cached_embedder(settings.embedding)
+    embedder = cached_embedder(settings.embedding, settings.cache_dir)
     with warehouse.writer(settings) as con:
         stats = sync_index(
             con,

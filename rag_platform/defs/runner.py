@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from rag_platform.config import load_settings
 from rag_platform.defs.sensors import REBUILD_JOB, REFRESH_JOB
+from rag_platform.environment import prepare_environment
 from rag_platform.locking import pid_alive
 
 
@@ -23,6 +25,7 @@ def execute_refresh(full: bool, trigger: str = "cli", log_level: str = "WARNING"
     """
     from rag_platform.definitions import defs
 
+    prepare_environment(load_settings())
     instance = dg.DagsterInstance.get()
     fail_orphaned_runs(instance)
     job = defs.resolve_job_def(REBUILD_JOB if full else REFRESH_JOB)

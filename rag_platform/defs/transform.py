@@ -1,5 +1,6 @@
 """dbt models on DuckDB (stg_documents, current_documents), each a Dagster asset; dbt tests are asset checks."""
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -35,7 +36,9 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
         settings = platform.settings()
         os.environ["RAG_PLATFORM_WAREHOUSE"] = str(settings.warehouse_path)
         target = settings.home / "dbt" / "runs" / context.run_id[:8]
-        yield from dbt.cli(["build"], context=context, target_path=target).stream()
+        # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            yield from dbt.cli(["build"], context=context, target_path=target).stream()
 
     return dbt_models
 
