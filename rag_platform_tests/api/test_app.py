@@ -1,0 +1,182 @@
+"""The query API through a real uvicorn server on 127.0.0.1, over an index built by the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rag_platform.config import load_settings
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, home: Path, keys: str | None = None):
+        import uvicorn
+
+        from rag_platform.api.app import create_app
+
+        if keys is not None:
+            os.environ["RAG_PLATFORM_API_KEYS"] = keys
+        try:
+            app = create_app(load_settings(home))
+        finally:
+            os.environ.pop("RAG_PLATFORM_API_KEYS", None)
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> httpx.Client:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        return self.client
+
+    def __exit__(self, *exc: Any) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def built_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Path]:
+    """A platform home with a published index of the fixture corpus (tiny model, real pipeline)."""
+    from rag_platform import warehouse
+    from rag_platform.defs.runner import execute_refresh
+    from rag_platform.ingest import register_source
+
+    root = tmp_path_factory.mktemp("api")
+    corpus = root / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "RAG_PLATFORM_HOME": str(root / "home"),
+            "DAGSTER_HOME": str(root / "home" / "dagster"),
+            "RAG_PLATFORM__EMBEDDING__MODEL": str(tiny_model_dir),
+        }
+    )
+    try:
+        settings = load_settings()
+        with warehouse.writer(settings) as con:
+            register_source(con, corpus)
+        assert execute_refresh(False, trigger="test").success
+        yield root / "home"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def api(built_home: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Iterator[httpx.Client]:
+    monkeypatch.setenv("RAG_PLATFORM_HOME", str(built_home))
+    monkeypatch.setenv("RAG_PLATFORM__EMBEDDING__MODEL", str(tiny_model_dir))
+    with Server(built_home) as client:
+        yield client
+
+
+def test_health_and_search_with_provenance(api: httpx.Client) -> None:
+    health = api.get("/health").json()
+    assert health["status"] == "ok" and health["index_version"]
+    response = api.post("/search", json={"query": "Sicilian Defence chess opening", "k": 3, "mode": "keyword"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["index_version"] == health["index_version"]
+    top = body["results"][0]
+    assert top["source"].endswith("chess.txt") and top["rank"] == 1
+    assert top["reranked"] == {"applied": False, "provider": "none", "reason": "reranking disabled"}
+    for mode in ("dense", "hybrid"):
+        assert api.post("/search", json={"query": "tides", "mode": mode}).status_code == 200
+
+
+def test_filters_restrict_results(api: httpx.Client) -> None:
+    everything = api.post("/search", json={"query": "the", "k": 20, "mode": "dense"}).json()["results"]
+    source = everything[-1]["source"]
+    filtered = api.post("/search", json={"query": "the", "k": 20, "mode": "dense", "filters": {"source": source}})
+    assert filtered.status_code == 200
+    assert {r["source"] for r in filtered.json()["results"]} == {source}
+
+
+def test_lineage_routes(api: httpx.Client) -> None:
+    hit = api.post("/search", json={"query": "volcano", "mode": "keyword"}).json()["results"][0]
+    chunk = api.get(f"/chunks/{hit['chunk_id']}/lineage")
+    assert chunk.status_code == 200 and chunk.json()["source"] == hit["source"]
+    document = api.get(f"/documents/{hit['document_id']}")
+    assert document.status_code == 200 and hit["chunk_id"] in document.json()["chunks"]
+    assert api.get("/chunks/" + "0" * 32 + "/lineage").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        ("post", "/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "bad_request"),
+        ("post", "/search", {"json": {"query": "x", "k": 0}}, 422, "validation_error"),
+        ("post", "/search", {"json": {"query": "x", "k": 101}}, 422, "validation_error"),
+        ("post", "/search", {"json": {"query": "x", "k": "ten"}}, 422, "validation_error"),
+        ("post", "/search", {"json": {"query": ""}}, 422, "validation_error"),
+        ("post", "/search", {"json": {"query": "x", "mode": "fuzzy"}}, 422, "validation_error"),
+        ("post", "/search", {"json": {"query": "x", "rerank": "magic"}}, 422, "validation_error"),
+        ("post", "/search", {"json": {"query": "x", "filters": {"colour": "red"}}}, 422, "validation_error"),
+        ("post", "/search", {"json": {"query": "x", "filters": {"source": 3}}}, 422, "validation_error"),
+        ("post", "/search", {"json": [1, 2]}, 422, "validation_error"),
+        ("post", "/search", {"content": b"x" * (1024 * 1024 + 1)}, 413, "payload_too_large"),
+        ("get", "/search", {}, 405, "method_not_allowed"),
+        ("get", "/nowhere", {}, 404, "not_found"),
+        ("get", "/documents/not-an-id!", {}, 404, "not_found"),
+    ],
+)
+def test_client_mistakes_get_4xx_with_error_body(
+    api: httpx.Client, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
+) -> None:
+    response = getattr(api, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+
+
+def test_api_keys(built_home: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
+    monkeypatch.setenv("RAG_PLATFORM_HOME", str(built_home))
+    monkeypatch.setenv("RAG_PLATFORM__EMBEDDING__MODEL", str(tiny_model_dir))
+    with Server(built_home, keys="alpha, beta") as client:
+        assert client.get("/health").status_code == 200
+        denied = client.post("/search", json={"query": "tides", "mode": "keyword"})
+        assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
+        wrong = client.post("/search", json={"query": "tides"}, headers={"Authorization": "Bearer gamma"})
+        assert wrong.status_code == 401
+        ok = client.post("/search", json={"query": "tides", "mode": "keyword"}, headers={"Authorization": "Bearer beta"})
+        assert ok.status_code == 200
+
+
+def test_missing_index_is_503_and_the_server_recovers(
+    built_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    empty = tmp_path / "empty-home"
+    monkeypatch.setenv("RAG_PLATFORM_HOME", str(empty))
+    with Server(empty) as client:
+        response = client.post("/search", json={"query": "tides", "mode": "keyword"})
+        assert response.status_code == 503 and response.json()["error"]["code"] == "index_missing"
+        shutil.copytree(built_home / "index", empty / "index")  # an index appears while the server runs
+        assert client.post("/search", json={"query": "tides", "mode": "keyword"}).status_code == 200
+
+
+def test_openapi_documents_the_error_shape(api: httpx.Client) -> None:
+    spec = api.get("/openapi.json").json()
+    assert "/search" in spec["paths"] and "ErrorBody" in json.dumps(spec["components"])
