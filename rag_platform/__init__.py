@@ -1,0 +1,3 @@
+"""rag-platform: keeps RAG search indexes continuously fresh."""
+
+__version__ = "0.1.0"
