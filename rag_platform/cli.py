@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -89,7 +88,7 @@ def _searcher(settings: Settings) -> Any:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from rag_platform.retrieval import SearchInputError, SearchRequest
 
-    filters = None
+    filters: dict[str, list[str]] | None = None
     if args.filter:
         filters = {}
         for item in args.filter:
@@ -182,6 +181,7 @@ def cmd_benchmark_embed(args: argparse.Namespace, settings: Settings) -> dict[st
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     import uvicorn
+
     from rag_platform.api.app import create_app
 
     log(f"query API on http://{args.host}:{args.port} (OpenAPI at /openapi.json)")
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ui-port", type=int, default=3000)
     p.add_argument("--api-port", type=int, default=8000)
 
-    groups = {
+    groups: dict[str, list[tuple[str, Callable[..., dict[str, Any]], str, list[tuple[str, dict[str, Any]]]]]] = {
         "config": [("show", cmd_config_show, "print the effective configuration", [])],
         "sources": [
             ("list", cmd_sources_list, "list registered source folders", []),

@@ -3,7 +3,6 @@
 import dagster as dg
 
 from rag_platform.config import load_settings
-from rag_platform.environment import prepare_environment
 from rag_platform.defs.index import (
     chunk_embeddings,
     chunks_pass_quality_suite,
@@ -16,6 +15,7 @@ from rag_platform.defs.query import reranked_query_results
 from rag_platform.defs.resources import PlatformResource, RefreshLockResource
 from rag_platform.defs.sensors import build_corpus_sensor, rebuild_job, refresh_job
 from rag_platform.defs.transform import build_dbt_assets, dbt_resource, manifest_for
+from rag_platform.environment import prepare_environment
 
 
 def build_definitions() -> dg.Definitions:

@@ -13,7 +13,7 @@ from typing import Any
 from rag_platform.config import Settings, load_settings
 from rag_platform.evaluation import documents_from_chunks, load_beir, score_run, write_trec_run
 from rag_platform.records import stable_hash
-from rag_platform.retrieval import MODES, SearchRequest, Searcher
+from rag_platform.retrieval import MODES, Searcher, SearchRequest
 
 Log = Callable[[str], None]
 RUN_DEPTH = 100
@@ -39,7 +39,9 @@ def eval_home(settings: Settings, dataset: Path) -> Path:
     return settings.home / "eval" / f"{dataset.name}-{key}"
 
 
-def run_evaluation(settings: Settings, dataset_dir: Path, run_out: Path | None = None, log: Log = print) -> dict[str, Any]:
+def run_evaluation(
+    settings: Settings, dataset_dir: Path, run_out: Path | None = None, log: Log = print
+) -> dict[str, Any]:
     """Index ``dataset_dir`` in an isolated index, run every query in every mode, and return the metrics."""
     from rag_platform.defs.runner import execute_refresh
 

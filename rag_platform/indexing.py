@@ -274,7 +274,8 @@ def sync_index(
         backend.create_version(plan.name, dim, meta)
         con.execute(
             """INSERT OR IGNORE INTO index_versions (name, alias, fingerprint, build, chunker, chunker_config, model_id,
-                   dim, backend, status, created_at, created_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'building', ?, ?)""",
+                   dim, backend, status, created_at, created_run)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'building', ?, ?)""",
             [
                 plan.name,
                 alias,

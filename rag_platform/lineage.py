@@ -32,7 +32,8 @@ def _served(con: duckdb.DuckDBPyConnection, alias: str) -> dict[str, Any] | None
 def _history(con: duckdb.DuckDBPyConnection, document_id: str) -> list[dict[str, Any]]:
     rows = rows_as_dicts(
         con,
-        'SELECT event, document_version, run_id, occurred_at AS "at" FROM document_events WHERE document_id = ? ORDER BY occurred_at, event',
+        'SELECT event, document_version, run_id, occurred_at AS "at" FROM document_events '
+        "WHERE document_id = ? ORDER BY occurred_at, event",
         [document_id],
     )
     return [_clean(r) for r in rows]
@@ -72,7 +73,8 @@ def _audit_chunk(con: duckdb.DuckDBPyConnection, settings: Settings, chunk: dict
     model_id = indexed.get("model_id")
     embedded = first_row(
         con,
-        "SELECT run_id FROM embedding_runs WHERE text_hash = ? AND (? IS NULL OR model_id = ?) ORDER BY created_at LIMIT 1",
+        "SELECT run_id FROM embedding_runs WHERE text_hash = ? AND (? IS NULL OR model_id = ?) "
+        "ORDER BY created_at LIMIT 1",
         [chunk["text_hash"], model_id, model_id],
     )
     runs = {

@@ -51,6 +51,9 @@ def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> Suite
         if item.success:
             continue
         config = item.expectation_config
+        if config is None:
+            failures.append("an expectation failed without a configuration")
+            continue
         column = config.kwargs.get("column", "")
         sample = item.result.get("partial_unexpected_list") or item.result.get("observed_value")
         count = item.result.get("unexpected_count")

@@ -118,7 +118,12 @@ def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats
     embedder = cached_embedder(settings.embedding, settings.cache_dir)
     with warehouse.writer(settings) as con:
         stats = embed_missing(
-            con, embedder, chunker_config(settings).fingerprint, run_id, batch_size=settings.embedding.commit_every, log=_tee(log)
+            con,
+            embedder,
+            chunker_config(settings).fingerprint,
+            run_id,
+            batch_size=settings.embedding.commit_every,
+            log=_tee(log),
         )
         record_stats(con, run_id, "embedding", as_dict(stats))
     return stats

@@ -95,7 +95,7 @@ class CohereReranker:
                 top_n=min(k, len(hits)),
                 request_options={"max_retries": self.max_retries, "timeout_in_seconds": int(self.timeout_s) or 1},
             )
-        except Exception as exc:  # noqa: BLE001 - any SDK or transport failure means "not reranked"
+        except Exception as exc:
             raise RerankUnavailable(f"cohere rerank failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
         return _rescored(hits, {r.index: r.relevance_score for r in response.results}, k)
 
@@ -121,7 +121,7 @@ class CrossEncoderReranker:
 
                 try:
                     self._model = CrossEncoder(self.path, device="cpu")
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise RerankUnavailable(f"cannot load cross-encoder: {exc}") from exc
             return self._model
 

@@ -48,7 +48,9 @@ class SearchRequest:
         if not isinstance(self.query, str) or not self.query.strip():
             raise SearchInputError("validation_error", "query must be a non-empty string")
         if len(self.query) > settings.api.max_query_chars:
-            raise SearchInputError("validation_error", f"query is longer than {settings.api.max_query_chars} characters")
+            raise SearchInputError(
+                "validation_error", f"query is longer than {settings.api.max_query_chars} characters"
+            )
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= settings.api.max_k:
             raise SearchInputError("validation_error", f"k must be an integer between 1 and {settings.api.max_k}")
         if self.mode not in MODES:

@@ -19,7 +19,7 @@ class StandingReport:
         latencies = sorted(q["took_ms"] for q in self.queries)
         if not latencies:
             return 0.0
-        return float(latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))])
+        return float(latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))])
 
     @property
     def markdown(self) -> str:
@@ -27,9 +27,8 @@ class StandingReport:
         for q in self.queries:
             for hit in q["results"]:
                 reranked = hit["reranked"]["provider"] if hit["reranked"]["applied"] else "no"
-                lines.append(
-                    f"| {q['query']} | {hit['rank']} | {hit['score']:.4f} | {hit['source']} | {reranked} | {q['took_ms']:.1f} |"
-                )
+                cells = [q["query"], hit["rank"], f"{hit['score']:.4f}", hit["source"], reranked, f"{q['took_ms']:.1f}"]
+                lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         return "\n".join(lines)
 
 

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS index_versions (
     created_at TIMESTAMP, created_run VARCHAR, published_at TIMESTAMP, dropped_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS index_state (
-    index_name VARCHAR, chunk_id VARCHAR, document_id VARCHAR, text_hash VARCHAR, document_version VARCHAR, run_id VARCHAR,
+    index_name VARCHAR, chunk_id VARCHAR, document_id VARCHAR, text_hash VARCHAR, document_version VARCHAR,
+    run_id VARCHAR,
     PRIMARY KEY (index_name, chunk_id)
 );
 CREATE TABLE IF NOT EXISTS runs (

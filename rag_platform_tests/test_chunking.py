@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from rag_platform.chunking import Chunker, ChunkerConfig, HFTokenCounter, split_sections
@@ -75,7 +77,7 @@ def test_never_splits_inside_a_word(counter: HFTokenCounter) -> None:
 def test_overlap_repeats_trailing_sentences(counter: HFTokenCounter) -> None:
     chunks = [c for c in chunker(counter, 64, 20).chunk(make_doc()) if c.heading_path.endswith("Deep")]
     assert len(chunks) > 2
-    for first, second in zip(chunks, chunks[1:], strict=False):
+    for first, second in itertools.pairwise(chunks):
         last_sentence = first.text.rstrip().rsplit(". ", 1)[-1]
         assert last_sentence.split(" ")[1] in second.text.split("\n\n", 1)[1][:80]
 

@@ -14,7 +14,9 @@ import pytest
 CORPUS = Path(__file__).parent / "data" / "corpus"
 
 
-def cli(home: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def cli(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RAG_PLATFORM")}
     environment.pop("DAGSTER_HOME", None)
     environment.update({"RAG_PLATFORM_HOME": str(home), **(env or {})})
@@ -95,7 +97,17 @@ def test_refresh_search_status_audit_index_commands(tmp_path: Path) -> None:
     assert answer["results"][0]["source"].endswith("rollback.md")
     assert answer["index_version"] == summary["index"]["version"]
     first = answer["results"][0]
-    assert {"rank", "chunk_id", "document_id", "source", "title", "text", "score", "document_version", "reranked"} <= set(first)
+    assert {
+        "rank",
+        "chunk_id",
+        "document_id",
+        "source",
+        "title",
+        "text",
+        "score",
+        "document_version",
+        "reranked",
+    } <= set(first)
 
     state = json.loads(cli(home, "status", "--json").stdout)
     assert state["documents"] == 5 and state["chunks"] == state["index"]["count"] == summary["index"]["count"]

@@ -9,8 +9,8 @@ import pytest
 
 from rag_platform.evaluation import (
     DatasetError,
-    documents_from_chunks,
     document_key_from_path,
+    documents_from_chunks,
     file_name_for,
     load_beir,
     mrr_at_k,
@@ -116,7 +116,7 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load_beir(tmp_path / "nope")
     (tmp_path / "ds").mkdir()
-    with pytest.raises(DatasetError, match="corpus.jsonl is missing"):
+    with pytest.raises(DatasetError, match=r"corpus\.jsonl is missing"):
         load_beir(tmp_path / "ds")
 
 

@@ -35,7 +35,13 @@ ERROR_CODES = (
     "index_missing",
     "internal_error",
 )
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 class ErrorDetail(BaseModel):
@@ -101,9 +107,15 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": code} for status, code in
-    [(400, "bad_request"), (401, "unauthorized"), (404, "not_found"), (413, "payload_too_large"),
-     (422, "validation_error"), (503, "backend_unavailable")]
+    status: {"model": ErrorBody, "description": code}
+    for status, code in [
+        (400, "bad_request"),
+        (401, "unauthorized"),
+        (404, "not_found"),
+        (413, "payload_too_large"),
+        (422, "validation_error"),
+        (503, "backend_unavailable"),
+    ]
 }
 
 
@@ -174,7 +186,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         try:
             version = state["searcher"].backend.resolve_alias(settings.index.alias)
             backend = "ok"
-        except Exception as exc:  # noqa: BLE001 - health reports, it never fails
+        except Exception as exc:
             version, backend = None, f"unavailable: {exc}"
         return {"status": "ok", "index_version": version, "backend": backend}
 

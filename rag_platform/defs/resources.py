@@ -33,6 +33,5 @@ class RefreshLockResource(dg.ConfigurableResource):
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[Any]:
         settings = load_settings(Path(self.home) if self.home else None)
-        log = context.log.info if context.log else (lambda _msg: None)
-        with refresh_lock(settings.lock_path, self.timeout_s, on_wait=log):
+        with refresh_lock(settings.lock_path, self.timeout_s, on_wait=context.log.info if context.log else None):
             yield self

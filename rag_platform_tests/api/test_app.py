@@ -128,7 +128,13 @@ def test_lineage_routes(api: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "code"),
     [
-        ("post", "/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "bad_request"),
+        (
+            "post",
+            "/search",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            "bad_request",
+        ),
         ("post", "/search", {"json": {"query": "x", "k": 0}}, 422, "validation_error"),
         ("post", "/search", {"json": {"query": "x", "k": 101}}, 422, "validation_error"),
         ("post", "/search", {"json": {"query": "x", "k": "ten"}}, 422, "validation_error"),
@@ -161,7 +167,9 @@ def test_api_keys(built_home: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_
         assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
         wrong = client.post("/search", json={"query": "tides"}, headers={"Authorization": "Bearer gamma"})
         assert wrong.status_code == 401
-        ok = client.post("/search", json={"query": "tides", "mode": "keyword"}, headers={"Authorization": "Bearer beta"})
+        ok = client.post(
+            "/search", json={"query": "tides", "mode": "keyword"}, headers={"Authorization": "Bearer beta"}
+        )
         assert ok.status_code == 200
 
 
