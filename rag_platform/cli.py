@@ -343,7 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr)
-    logging.getLogger("rag_platform").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    ours = logging.getLogger("rag_platform")
+    ours.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours.addHandler(handler)
+    ours.propagate = False
     if not args.debug:
         import warnings
 

@@ -47,7 +47,9 @@ class IndexSettings:
     alias: str = "rag_chunks"
     keep_versions: int = 2
     ann_min_rows: int = 50_000
-    rrf_k: int = 60
+    # Fusion tuned on the dbpedia collection (benchmarks/tune_hybrid.py): see README "Retrieval quality".
+    rrf_k: int = 20
+    keyword_weight: float = 0.2
     candidates: int = 100
     num_candidates: int = 200
     index_options: str = "int8_hnsw"

@@ -74,7 +74,7 @@ def run_evaluation(
             for qid in judged:
                 request = SearchRequest(query=dataset.queries[qid], k=1, mode=mode).validated(eval_settings)
                 version = searcher.served_version()
-                hits, _ = searcher.retrieve(request, version, RUN_DEPTH * 3)
+                hits, _ = searcher.retrieve(request, version, RUN_DEPTH)
                 ranked = documents_from_chunks(
                     [(dataset.document_key(hit.source), hit.score) for hit in hits], RUN_DEPTH
                 )

@@ -149,7 +149,7 @@ def embed_missing(
     chunker_fp: str,
     run_id: str,
     batch_size: int = 256,
-    log: Log = _quiet,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EmbedStats:
     """Embed every live chunk text the cache lacks; each batch is committed before the next starts."""
     import pyarrow as pa
@@ -185,7 +185,8 @@ def embed_missing(
         con.unregister("embedding_batch")
         stats.embedded += len(batch)
         stats.batches += 1
-        log(f"embedded {stats.embedded}/{len(missing)} chunks")
+        if progress is not None:
+            progress(stats.embedded, len(missing))
     return stats
 
 

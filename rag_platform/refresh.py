@@ -21,6 +21,7 @@ from rag_platform.embedding import Embedder, make_embedder
 from rag_platform.indexing import ChunkStats, EmbedStats, IndexStats, embed_missing, sync_chunks, sync_index
 from rag_platform.ingest import IngestStats, ingest_sources, list_sources, now
 from rag_platform.locking import pid_alive
+from rag_platform.progress import Progress
 from rag_platform.quality import SuiteOutcome, embedding_profile, validate_chunks, validate_embeddings
 from rag_platform.warehouse import first_row
 
@@ -123,7 +124,7 @@ def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats
             chunker_config(settings).fingerprint,
             run_id,
             batch_size=settings.embedding.commit_every,
-            log=_tee(log),
+            progress=Progress("embedding", _tee(log)),
         )
         record_stats(con, run_id, "embedding", as_dict(stats))
     return stats

@@ -126,7 +126,8 @@ class Searcher:
                 depth,
                 filters,
                 rrf_k=self.settings.index.rrf_k,
-                candidates=max(self.settings.index.candidates, depth),
+                candidates=self.settings.index.candidates,
+                weights=(1.0, self.settings.index.keyword_weight),
             )
         timings["search"] = (time.perf_counter() - started) * 1000
         return hits, timings

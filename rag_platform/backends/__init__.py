@@ -97,7 +97,10 @@ class IndexBackend(Protocol):
         *,
         rrf_k: int = 60,
         candidates: int = 100,
-    ) -> list[Hit]: ...
+        weights: tuple[float, float] = (1.0, 1.0),
+    ) -> list[Hit]:
+        """Reciprocal rank fusion of dense and keyword candidates, weighted (dense, keyword)."""
+        ...
 
     def swap_alias(self, alias: str, name: str) -> None: ...
 

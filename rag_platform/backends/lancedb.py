@@ -248,11 +248,12 @@ class LanceDBBackend:
         *,
         rrf_k: int = 60,
         candidates: int = 100,
+        weights: tuple[float, float] = (1.0, 1.0),
     ) -> list[Hit]:
         depth = max(candidates, k)
         dense = self.search_dense(name, vector, depth, filters)
         keyword = self.search_keyword(name, query, depth, filters)
-        return reciprocal_rank_fusion([dense, keyword], k, rrf_k)
+        return reciprocal_rank_fusion([dense, keyword], k, rrf_k, weights)
 
     # ---- versions and aliases ------------------------------------------------------------------------
 
