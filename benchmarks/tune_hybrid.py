@@ -16,7 +16,7 @@ from rag_platform.config import load_settings
 from rag_platform.eval_runner import eval_home
 from rag_platform.evaluation import documents_from_chunks, load_beir, score_run
 from rag_platform.fusion import reciprocal_rank_fusion
-from rag_platform.retrieval import SearchRequest, Searcher
+from rag_platform.retrieval import Searcher, SearchRequest
 
 RESULTS = Path(__file__).parent / "results"
 

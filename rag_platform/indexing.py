@@ -271,7 +271,14 @@ def sync_index(
     plan = plan_index_version(con, backend, alias, fp, full)
     stats = IndexStats(name=alias, version=plan.name, new_version=plan.new_version)
     if plan.new_version:
-        meta = {"alias": alias, "fingerprint": fp, "chunker": chunker.describe(), "model": model_id, "dim": dim}
+        meta = {
+            "alias": alias,
+            "fingerprint": fp,
+            "chunker": chunker.describe(),
+            "chunker_fingerprint": chunker.fingerprint,
+            "model": model_id,
+            "dim": dim,
+        }
         backend.create_version(plan.name, dim, meta)
         con.execute(
             """INSERT OR IGNORE INTO index_versions (name, alias, fingerprint, build, chunker, chunker_config, model_id,
