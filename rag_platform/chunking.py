@@ -91,6 +91,7 @@ def split_sections(text: str, title: str) -> list[Section]:
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     blocks: list[str] = []
+    headings: list[str] = []
 
     def flush() -> None:
         if blocks:
@@ -107,6 +108,7 @@ def split_sections(text: str, title: str) -> list[Section]:
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, heading))
+            headings.append(heading)
             i += 3
             continue
         if token.level == 0 and token.map is not None and token.nesting >= 0 and token.type != "heading_close":
@@ -116,6 +118,9 @@ def split_sections(text: str, title: str) -> list[Section]:
                 blocks.append(block)
         i += 1
     flush()
+    if not sections and any(headings):
+        # A document of headings only (an outline): its headings are its text.
+        sections.append(Section((title,), ("\n".join(h for h in headings if h),)))
     return sections
 
 

@@ -65,7 +65,9 @@ def run_refresh_job(settings: Settings, full: bool, debug: bool = False) -> dict
     from rag_platform.refresh import run_summary
 
     started = time.perf_counter()
-    outcome = execute_refresh(full, log_level="DEBUG" if debug else "WARNING")
+    # Without --debug, Dagster's console log stays quiet: the run's event log is stored, and failures are
+    # reported below as one line.
+    outcome = execute_refresh(full, log_level="DEBUG" if debug else "CRITICAL")
     summary = {
         **run_summary(settings, outcome.run_id),
         "seconds": round(time.perf_counter() - started, 3),
@@ -350,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours.addHandler(handler)
     ours.propagate = False
     if not args.debug:
+        # The Elasticsearch transport logs each retry with a traceback; the one-line error below says enough.
+        logging.getLogger("elastic_transport").setLevel(logging.CRITICAL)
         import warnings
 
         warnings.filterwarnings("ignore")

@@ -22,7 +22,7 @@ from rag_platform.backends import IndexBackend
 from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.ingest import now
 from rag_platform.records import IndexedChunk, ParsedDocument, stable_hash
-from rag_platform.warehouse import scalar
+from rag_platform.warehouse import execute_many, scalar
 
 if TYPE_CHECKING:
     import duckdb
@@ -110,7 +110,8 @@ def sync_chunks(con: duckdb.DuckDBPyConnection, chunker: Chunker, run_id: str, f
         con.execute("BEGIN")
         con.execute("DELETE FROM chunks WHERE uri = ? AND chunker = ?", [uri, fp])
         created = now()
-        con.executemany(
+        execute_many(
+            con,
             "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 [
@@ -340,7 +341,8 @@ def sync_index(
             for r in rows
         ]
         backend.upsert(plan.name, docs)
-        con.executemany(
+        execute_many(
+            con,
             "INSERT OR REPLACE INTO index_state VALUES (?, ?, ?, ?, ?, ?)",
             [[plan.name, r["chunk_id"], r["document_id"], r["text_hash"], r["document_version"], run_id] for r in rows],
         )
@@ -349,8 +351,8 @@ def sync_index(
     for batch in _batches(to_delete, write_batch):
         faults.checkpoint("index_write")
         backend.delete(plan.name, list(batch))
-        con.executemany(
-            "DELETE FROM index_state WHERE index_name = ? AND chunk_id = ?", [[plan.name, c] for c in batch]
+        execute_many(
+            con, "DELETE FROM index_state WHERE index_name = ? AND chunk_id = ?", [[plan.name, c] for c in batch]
         )
         stats.deleted += len(batch)
     backend.refresh(plan.name)
@@ -398,7 +400,8 @@ def _reconcile_ledger(con: duckdb.DuckDBPyConnection, backend: IndexBackend, nam
     held = backend.chunk_hashes(name)
     con.execute("DELETE FROM index_state WHERE index_name = ?", [name])
     # document_version NULL forces a rewrite of these rows on this run, restoring their provenance fields.
-    con.executemany(
+    execute_many(
+        con,
         "INSERT INTO index_state VALUES (?, ?, NULL, ?, NULL, NULL)",
         [[name, cid, h] for cid, h in sorted(held.items())],
     )

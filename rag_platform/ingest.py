@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rag_platform import faults
 from rag_platform.records import document_id
 from rag_platform.sources import SourceFile, file_fingerprint, read_file, scan_source
-from rag_platform.warehouse import first_row
+from rag_platform.warehouse import execute_many, first_row
 
 if TYPE_CHECKING:
     import duckdb
@@ -110,8 +110,8 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
         stats.deleted += 1
     gone = [uri for uri in set(known) | set(quarantined_before) if uri not in seen]
     if gone:
-        con.executemany("DELETE FROM file_state WHERE uri = ?", [[u] for u in gone])
-        con.executemany("DELETE FROM quarantine WHERE uri = ?", [[u] for u in gone])
+        execute_many(con, "DELETE FROM file_state WHERE uri = ?", [[u] for u in gone])
+        execute_many(con, "DELETE FROM quarantine WHERE uri = ?", [[u] for u in gone])
     return stats
 
 

@@ -85,7 +85,19 @@ def begin_run(con: duckdb.DuckDBPyConnection, run_id: str, full: bool) -> list[s
     return stale
 
 
+def check_backend_reachable(settings: Settings) -> None:
+    """Fail a run before it writes anything when the search index cannot be reached."""
+    from rag_platform.backends import make_backend
+
+    backend = make_backend(settings)
+    try:
+        backend.resolve_alias(settings.index.alias)
+    finally:
+        backend.close()
+
+
 def ingest(settings: Settings, run_id: str, full: bool = False) -> IngestStats:
+    check_backend_reachable(settings)
     with warehouse.writer(settings) as con:
         begin_run(con, run_id, full)
         roots = [Path(p) for p in list_sources(con)]

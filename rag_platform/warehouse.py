@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,3 +191,9 @@ def rows_as_dicts(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] 
     cursor = con.execute(query, params or [])
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def execute_many(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    """``executemany`` that accepts an empty batch (DuckDB rejects one)."""
+    if rows:
+        con.executemany(sql, rows)

@@ -114,3 +114,9 @@ def test_a_word_longer_than_the_budget_is_still_bounded(counter: HFTokenCounter)
     text = "# T\n\n" + "-".join(["abc"] * 400)
     for c in chunker(counter, 32, 0).chunk(make_doc(text)):
         assert c.token_count <= 32
+
+
+def test_a_document_of_headings_only_is_still_indexable(counter: HFTokenCounter) -> None:
+    chunks = chunker(counter).chunk(make_doc("# Roadmap\n\n## Streaming ingestion\n\n## Multi-tenant aliases\n"))
+    assert len(chunks) == 1
+    assert "Streaming ingestion" in chunks[0].text and "Multi-tenant aliases" in chunks[0].text

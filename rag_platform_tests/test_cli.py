@@ -129,3 +129,13 @@ def test_refresh_search_status_audit_index_commands(tmp_path: Path) -> None:
 
     human = cli(home, "search", "sourdough")
     assert human.returncode == 0 and "baking" in human.stdout.lower()
+
+
+def test_unreachable_elasticsearch_fails_the_refresh_before_anything_is_written(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    down = {"RAG_ES_URL": "http://127.0.0.1:9", "RAG_ES_PASSWORD": "never-shown", "RAG_ES_USERNAME": "elastic"}
+    result = cli(home, "refresh", "--source", str(CORPUS), env=down)
+    assert_one_line_error(result, 1, "Elasticsearch at http://127.0.0.1:9 is unreachable")
+    assert "never-shown" not in result.stderr + result.stdout
+    status = json.loads(cli(home, "status", "--json").stdout)
+    assert status["documents"] == 0 and status["chunks"] == 0  # the ledger did not move

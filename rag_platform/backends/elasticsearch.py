@@ -191,7 +191,7 @@ class ElasticsearchBackend:
         config = ElasticsearchConfig.from_env(environ)
         return cls(
             config.client(),
-            url_for_messages=config.safe_url,
+            url_for_messages=f"Elasticsearch at {config.safe_url}",
             index_prefix=config.index_prefix,
             index_options=settings.index.index_options,
             num_candidates=settings.index.num_candidates,

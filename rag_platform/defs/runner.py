@@ -1,6 +1,7 @@
 """Run the refresh job in-process against the platform's Dagster instance (the CLI's path into Dagster)."""
 
 import os
+import re
 from dataclasses import dataclass
 
 import dagster as dg
@@ -48,7 +49,9 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
         while error.cause is not None:
             error = error.cause
         lines = [line for line in error.message.strip().splitlines() if line.strip()]
-        return f"{event.step_key}: {lines[-1] if lines else error.cls_name}"
+        message = lines[-1] if lines else error.cls_name
+        message = re.sub(r"^rag_platform\.[\w.]+: ", "", message)  # our own errors read as sentences
+        return f"{event.step_key}: {message}"
     return "the run did not succeed"
 
 

@@ -188,3 +188,21 @@ def test_missing_index_is_503_and_the_server_recovers(
 def test_openapi_documents_the_error_shape(api: httpx.Client) -> None:
     spec = api.get("/openapi.json").json()
     assert "/search" in spec["paths"] and "ErrorBody" in json.dumps(spec["components"])
+
+
+def test_unreachable_elasticsearch_is_503_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    monkeypatch.setenv("RAG_PLATFORM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RAG_PLATFORM__EMBEDDING__MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("RAG_ES_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("RAG_ES_PASSWORD", "never-shown")
+    monkeypatch.setenv("RAG_ES_USERNAME", "elastic")
+    monkeypatch.setenv("RAG_ES_TIMEOUT_S", "2")
+    with Server(tmp_path / "home") as client:
+        assert client.get("/health").status_code in (200, 503)
+        response = client.post("/search", json={"query": "tides", "mode": "keyword"})
+        assert response.status_code == 503, response.text
+        body = response.json()["error"]
+        assert body["code"] == "backend_unavailable" and "unreachable" in body["message"]
+        assert "never-shown" not in response.text

@@ -32,7 +32,7 @@ def backend_for(url: str, **env: str) -> ElasticsearchBackend:
     config = ElasticsearchConfig.from_env({"RAG_ES_URL": url, "RAG_ES_TIMEOUT_S": "5", **env})
     return ElasticsearchBackend(
         config.client(max_retries=2),
-        url_for_messages=config.safe_url,
+        url_for_messages=f"Elasticsearch at {config.safe_url}",
         index_prefix=config.index_prefix,
         initial_backoff_s=0.01,
     )
