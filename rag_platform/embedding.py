@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from rag_platform.config import EmbeddingSettings
 
 BUNDLED_MODEL_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
-BACKENDS = ("torch", "onnx")
+# torch: the reference. onnx: fp32 graph exported locally. onnx-int8: that graph with dynamic int8 quantization.
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 class EmbeddingError(RuntimeError):
@@ -62,22 +63,124 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-class SentenceTransformerEmbedder:
-    """sentence-transformers model, loaded on first use; batches sorted by length for less padding."""
+def quantization_target() -> str:
+    """The dynamic-quantization preset for this CPU (VNNI instructions make int8 matmuls fast)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        flags = ""
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    import platform
 
-    def __init__(self, model: str, backend: str = "torch", batch_size: int = 32, threads: int = 0):
+    return "arm64" if platform.machine().lower() in {"arm64", "aarch64"} else "avx2"
+
+
+# Bumped whenever the quantization recipe changes, so cached int8 models from an older recipe are not reused.
+QUANTIZATION_RECIPE = "r2"
+
+
+def _quantization_config(onnx_file: Path, preset: str) -> Any:
+    """Dynamic int8 on MatMuls with weights, except the transformer's FFN output projections.
+
+    Measured against the torch vectors (benchmarks/, README "Performance"): quantizing activation x activation
+    products (attention scores) and the FFN output projections (activation outliers) cost the most cosine;
+    leaving them in fp32 keeps every vector within 0.99 cosine of torch.
+    """
+    import onnx
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    exclude = [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and (
+            not any(name in weights for name in node.input)  # activation x activation
+            or (node.name.endswith("/output/dense/MatMul") and "/attention/" not in node.name)
+        )
+    ]
+    return getattr(AutoQuantizationConfig, preset)(
+        is_static=False, per_channel=True, operators_to_quantize=["MatMul"], nodes_to_exclude=exclude
+    )
+
+
+def onnx_export_dir(model: str, cache_dir: Path) -> Path:
+    """Where the ONNX export of ``model`` is cached: one folder per resolved model path."""
+    import hashlib
+
+    resolved = resolve_model_path(model)
+    slug = "".join(ch if ch.isalnum() else "-" for ch in Path(resolved).name or model)[:40]
+    return cache_dir / "onnx" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
+
+
+def export_onnx(model: str, cache_dir: Path, quantized: bool) -> tuple[Path, str]:
+    """Export the model to ONNX once (and quantize it to int8 once); returns (folder, onnx file name).
+
+    Exports are written to a temporary folder and renamed into place, so concurrent processes never see a
+    half-written model.
+    """
+    import shutil
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    target = onnx_export_dir(model, cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not (target / "onnx" / "model.onnx").is_file():
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+        SentenceTransformer(resolve_model_path(model), device="cpu", backend="onnx").save_pretrained(str(staging))
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process finished first
+            shutil.rmtree(staging, ignore_errors=True)
+    if not quantized:
+        return target, "onnx/model.onnx"
+    preset = quantization_target()
+    file_name = f"onnx/model_qint8_{preset}_{QUANTIZATION_RECIPE}.onnx"
+    if not (target / file_name).is_file():
+        staging = Path(tempfile.mkdtemp(prefix=".quantize-", dir=target.parent))
+        shutil.copytree(target, staging, dirs_exist_ok=True)
+        fp32 = SentenceTransformer(str(staging), device="cpu", backend="onnx")
+        config = _quantization_config(staging / "onnx" / "model.onnx", preset)
+        export_dynamic_quantized_onnx_model(
+            fp32, config, str(staging), file_suffix=f"qint8_{preset}_{QUANTIZATION_RECIPE}"
+        )
+        os.replace(staging / file_name, target / file_name)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, file_name
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers model, loaded on first use; batches sorted by length for less padding.
+
+    ONNX backends load an export cached under ``cache_dir`` (made on first use from the same weights).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        backend: str = "torch",
+        batch_size: int = 32,
+        threads: int = 0,
+        cache_dir: Path | None = None,
+    ):
         if backend not in BACKENDS:
             raise EmbeddingError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.model_name = model
         self.backend = backend
         self.batch_size = batch_size
         self.threads = threads
+        self.cache_dir = cache_dir
         self._model: Any = None
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: EmbeddingSettings) -> SentenceTransformerEmbedder:
-        return cls(settings.model, settings.backend, settings.batch_size, settings.threads)
+    def from_settings(cls, settings: EmbeddingSettings, cache_dir: Path | None = None) -> SentenceTransformerEmbedder:
+        return cls(settings.model, settings.backend, settings.batch_size, settings.threads, cache_dir)
 
     @property
     def model_id(self) -> str:
@@ -94,12 +197,34 @@ class SentenceTransformerEmbedder:
                     torch.set_num_threads(self.threads)
                 from sentence_transformers import SentenceTransformer
 
-                path = resolve_model_path(self.model_name)
                 try:
-                    self._model = SentenceTransformer(path, device="cpu", backend=self.backend)
+                    self._model = self._load_model(SentenceTransformer)
+                except EmbeddingError:
+                    raise
                 except Exception as exc:
                     raise EmbeddingError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
             return self._model
+
+    def _load_model(self, factory: Any) -> Any:
+        if self.backend == "torch":
+            return factory(resolve_model_path(self.model_name), device="cpu", backend="torch")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise EmbeddingError(
+                f"embedding backend {self.backend!r} needs onnxruntime: pip install 'rag-platform[onnx]'"
+            ) from None
+        if self.cache_dir is None:
+            raise EmbeddingError(f"embedding backend {self.backend!r} needs a cache folder for its ONNX export")
+        folder, file_name = export_onnx(self.model_name, self.cache_dir, quantized=self.backend == "onnx-int8")
+        options: dict[str, Any] = {"file_name": file_name}
+        if self.threads:
+            import onnxruntime
+
+            session = onnxruntime.SessionOptions()
+            session.intra_op_num_threads = self.threads
+            options["session_options"] = session
+        return factory(str(folder), device="cpu", backend="onnx", model_kwargs=options)
 
     @property
     def dimension(self) -> int:
@@ -125,4 +250,4 @@ class SentenceTransformerEmbedder:
 
 
 def make_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
-    return SentenceTransformerEmbedder.from_settings(settings)
+    return SentenceTransformerEmbedder.from_settings(settings, cache_dir)
