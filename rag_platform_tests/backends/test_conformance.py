@@ -37,7 +37,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexBac
 
     prefix = f"rag-test-{uuid.uuid4().hex[:8]}-"
     env = {**os.environ, "RAG_ES_INDEX_PREFIX": prefix}
-    es = ElasticsearchBackend.from_env(Settings(), env)
+    es = ElasticsearchBackend.from_env(Settings(home=tmp_path), env)
     yield es
     es.client.indices.delete_alias(index=f"{prefix}*", name="*", ignore_unavailable=True, allow_no_indices=True)
     es.client.indices.delete(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
