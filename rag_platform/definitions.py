@@ -11,7 +11,7 @@ from rag_platform.defs.index import (
     search_index,
 )
 from rag_platform.defs.ingest import raw_documents
-from rag_platform.defs.query import reranked_query_results
+from rag_platform.defs.query import reranked_query_results, retrieval_evaluation
 from rag_platform.defs.resources import PlatformResource, RefreshLockResource
 from rag_platform.defs.sensors import build_corpus_sensor, rebuild_job, refresh_job
 from rag_platform.defs.transform import build_dbt_assets, dbt_resource, manifest_for
@@ -29,6 +29,7 @@ def build_definitions() -> dg.Definitions:
             chunk_embeddings,
             search_index,
             reranked_query_results,
+            retrieval_evaluation,
         ],
         asset_checks=[chunks_pass_quality_suite, embeddings_pass_quality_suite],
         jobs=[refresh_job, rebuild_job],

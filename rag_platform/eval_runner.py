@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rag_platform.config import Settings, load_settings
-from rag_platform.evaluation import documents_from_chunks, load_beir, score_run, write_trec_run
+from rag_platform.evaluation import BeirDataset, documents_from_chunks, load_beir, score_run, write_trec_run
 from rag_platform.records import stable_hash
 from rag_platform.retrieval import MODES, Searcher, SearchRequest
 
@@ -37,6 +37,25 @@ def eval_home(settings: Settings, dataset: Path) -> Path:
     """An isolated home per dataset and configuration, beside the platform's own state."""
     key = stable_hash([str(dataset.resolve()), settings.as_dict()["embedding"], settings.as_dict()["chunker"]], 12)
     return settings.home / "eval" / f"{dataset.name}-{key}"
+
+
+def score_version(
+    searcher: Searcher, version: str, dataset: BeirDataset, modes: Sequence[str] = MODES
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+    """Run every judged query against one index version in each mode: (metrics per mode, run per mode)."""
+    judged = [qid for qid in dataset.queries if dataset.qrels.get(qid)]
+    metrics: dict[str, dict[str, float]] = {}
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    for mode in modes:
+        run: dict[str, dict[str, float]] = {}
+        for qid in judged:
+            request = SearchRequest(query=dataset.queries[qid], k=1, mode=mode).validated(searcher.settings)
+            hits, _ = searcher.retrieve(request, version, RUN_DEPTH)
+            ranked = documents_from_chunks([(dataset.document_key(hit.source), hit.score) for hit in hits], RUN_DEPTH)
+            run[qid] = dict(ranked)
+        metrics[mode] = score_run(run, dataset.qrels)
+        runs[mode] = run
+    return metrics, runs
 
 
 def run_evaluation(
@@ -67,22 +86,13 @@ def run_evaluation(
         if not outcome.success:
             raise RuntimeError(f"indexing the evaluation corpus failed: {outcome.failure}")
         searcher = Searcher(eval_settings)
+        version = searcher.served_version()
         judged = [qid for qid in dataset.queries if dataset.qrels.get(qid)]
-        modes: dict[str, dict[str, float]] = {}
+        modes, runs = score_version(searcher, version, dataset, MODES)
         for mode in MODES:
-            run: dict[str, dict[str, float]] = {}
-            for qid in judged:
-                request = SearchRequest(query=dataset.queries[qid], k=1, mode=mode).validated(eval_settings)
-                version = searcher.served_version()
-                hits, _ = searcher.retrieve(request, version, RUN_DEPTH)
-                ranked = documents_from_chunks(
-                    [(dataset.document_key(hit.source), hit.score) for hit in hits], RUN_DEPTH
-                )
-                run[qid] = dict(ranked)
-            modes[mode] = score_run(run, dataset.qrels)
             if run_out is not None:
                 run_out.mkdir(parents=True, exist_ok=True)
-                write_trec_run(run_out / f"{mode}.trec", run, tag=f"rag-platform-{mode}")
+                write_trec_run(run_out / f"{mode}.trec", runs[mode], tag=f"rag-platform-{mode}")
             log(f"{mode}: " + ", ".join(f"{k}={v:.4f}" for k, v in modes[mode].items()))
     return {
         "dataset": str(dataset_dir),

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 Run = Mapping[str, Mapping[str, float]]
@@ -75,14 +76,22 @@ def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, object]]]:
             yield number, record
 
 
-def load_beir(folder: Path) -> BeirDataset:
-    """Read corpus.jsonl, queries.jsonl and qrels/test.tsv; errors name the file and line."""
+def load_beir(folder: Path, with_corpus: bool = True) -> BeirDataset:
+    """Read corpus.jsonl, queries.jsonl and qrels/test.tsv; errors name the file and line.
+
+    Without ``with_corpus`` only queries and judgments are read (scoring an index built from other files).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"dataset folder {folder} does not exist")
-    corpus = {
-        str(r["_id"]): (str(r.get("title") or ""), str(r.get("text") or "")) for _, r in _jsonl(folder / "corpus.jsonl")
-    }
+    corpus = (
+        {
+            str(r["_id"]): (str(r.get("title") or ""), str(r.get("text") or ""))
+            for _, r in _jsonl(folder / "corpus.jsonl")
+        }
+        if with_corpus
+        else {}
+    )
     queries = {str(r["_id"]): str(r.get("text") or "") for _, r in _jsonl(folder / "queries.jsonl")}
     qrels_path = folder / "qrels" / "test.tsv"
     if not qrels_path.is_file():
@@ -160,3 +169,17 @@ def write_trec_run(path: Path, run: Run, tag: str, depth: int = 100) -> None:
         for qid in sorted(run):
             for rank, doc in enumerate(ranked(run[qid])[:depth], start=1):
                 handle.write(f"{qid} Q0 {doc} {rank} {run[qid][doc]:.6f} {tag}\n")
+
+
+def regression_gate(candidate: float, baseline: float | None, tolerance: float) -> dict[str, Any]:
+    """Pass unless ``candidate`` nDCG@10 falls more than ``tolerance`` below the ``baseline`` version's."""
+    if baseline is None:
+        return {"passed": True, "message": f"nDCG@10 {candidate:.4f}; no earlier evaluation to compare with"}
+    drop = baseline - candidate
+    if drop > tolerance:
+        return {
+            "passed": False,
+            "message": f"nDCG@10 {candidate:.4f} is {drop:.4f} below the previous version's {baseline:.4f} "
+            f"(tolerance {tolerance})",
+        }
+    return {"passed": True, "message": f"nDCG@10 {candidate:.4f} (previous {baseline:.4f}, tolerance {tolerance})"}

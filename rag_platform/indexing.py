@@ -252,6 +252,10 @@ def plan_index_version(
     return IndexPlan(f"{alias}-{fingerprint}-{build:04d}", build, fingerprint, served, True)
 
 
+# (candidate version, served version or None) -> {"passed": bool, "message": str}
+QualityGate = Callable[[str, "str | None"], dict[str, Any]]
+
+
 def sync_index(
     con: duckdb.DuckDBPyConnection,
     backend: IndexBackend,
@@ -266,8 +270,12 @@ def sync_index(
     max_delete_fraction: float,
     write_batch: int = WRITE_BATCH,
     log: Log = _quiet,
+    quality_gate: QualityGate | None = None,
 ) -> IndexStats:
-    """Make the target index version hold exactly the live chunks, then publish it if the gates pass."""
+    """Make the target index version hold exactly the live chunks, then publish it if the gates pass.
+
+    ``quality_gate(candidate, served)`` scores the candidate version before the alias may move.
+    """
     fp = index_fingerprint(chunker, model_id, dim, backend.kind)
     plan = plan_index_version(con, backend, alias, fp, full)
     stats = IndexStats(name=alias, version=plan.name, new_version=plan.new_version)
@@ -358,6 +366,8 @@ def sync_index(
     backend.refresh(plan.name)
     stats.count = backend.count(plan.name)
     stats.gates["index_matches_ledger"] = _consistency_gate(con, backend, plan.name, len(target), model_id)
+    if quality_gate is not None and stats.gates["index_matches_ledger"]["passed"]:
+        stats.gates["retrieval_quality_within_tolerance"] = quality_gate(plan.name, plan.served)
     if not all(g["passed"] for g in stats.gates.values()):
         log("gates failed; the served index was not switched")
         return stats

@@ -167,6 +167,23 @@ def index_checksum(hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def latest_evaluation(settings: Settings) -> dict[str, Any] | None:
+    """The most recent retrieval evaluation of a published index version (``eval.dataset``), if any."""
+    with reader(settings) as con:
+        if con is None:
+            return None
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "evaluations" not in tables:
+            return None
+        rows = rows_as_dicts(
+            con,
+            """SELECT e.* FROM evaluations e JOIN runs r ON r.run_id = e.run_id
+               WHERE e.alias = ? AND r.status = 'succeeded' ORDER BY e.evaluated_at DESC LIMIT 1""",
+            [settings.index.alias],
+        )
+    return _clean(rows[0]) if rows else None
+
+
 def status(settings: Settings, backend: IndexBackend) -> dict[str, Any]:
     """What is indexed and how fresh, per the contract's ``status`` shape."""
     with reader(settings) as con:
@@ -217,4 +234,5 @@ def status(settings: Settings, backend: IndexBackend) -> dict[str, Any]:
         "quarantined": quarantined,
         "sources": sources,
         "versions": versions,
+        "evaluation": latest_evaluation(settings),
     }

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from rag_platform import warehouse
 from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.embedding import Embedder, make_embedder
-from rag_platform.indexing import ChunkStats, EmbedStats, IndexStats, embed_missing, sync_chunks, sync_index
+from rag_platform.indexing import (
+    ChunkStats,
+    EmbedStats,
+    IndexStats,
+    QualityGate,
+    embed_missing,
+    sync_chunks,
+    sync_index,
+)
 from rag_platform.ingest import IngestStats, ingest_sources, list_sources, now
 from rag_platform.locking import pid_alive
 from rag_platform.progress import Progress
@@ -159,6 +167,55 @@ def check_embeddings(settings: Settings, run_id: str, full: bool = False) -> Sui
     return validate_embeddings(frame, embedder.dimension)
 
 
+def retrieval_quality_gate(
+    settings: Settings, con: duckdb.DuckDBPyConnection, backend: IndexBackend, embedder: Embedder, run_id: str
+) -> QualityGate | None:
+    """When ``eval.dataset`` is set: score each candidate version on it (hybrid nDCG@10 and friends), record the
+    metrics, and block publishing when nDCG@10 drops more than ``gates.ndcg_tolerance`` below the last
+    published evaluation of the alias. Judgments name documents by file name (``guide.md`` -> ``guide``)."""
+    if not settings.eval.dataset:
+        return None
+    from rag_platform.eval_runner import score_version
+    from rag_platform.evaluation import load_beir, regression_gate
+    from rag_platform.retrieval import Searcher
+
+    dataset = load_beir(Path(settings.eval.dataset), with_corpus=False)
+    alias = settings.index.alias
+
+    def gate(candidate: str, served: str | None) -> dict[str, Any]:
+        metrics, _ = score_version(Searcher(settings, embedder, backend), candidate, dataset, ["hybrid"])
+        scores = metrics["hybrid"]
+        baseline = first_row(
+            con,
+            """SELECT e.ndcg_at_10 FROM evaluations e JOIN runs r ON r.run_id = e.run_id
+               WHERE e.alias = ? AND e.dataset = ? AND r.status = 'succeeded'
+               ORDER BY e.evaluated_at DESC LIMIT 1""",
+            [alias, str(dataset_path(settings))],
+        )
+        con.execute(
+            "INSERT INTO evaluations VALUES (?, ?, ?, ?, 'hybrid', ?, ?, ?, ?, ?, ?)",
+            [
+                candidate,
+                alias,
+                run_id,
+                str(dataset_path(settings)),
+                sum(1 for q in dataset.queries if dataset.qrels.get(q)),
+                scores["ndcg@10"],
+                scores["recall@10"],
+                scores["recall@100"],
+                scores["mrr@10"],
+                now(),
+            ],
+        )
+        return regression_gate(scores["ndcg@10"], baseline[0] if baseline else None, settings.gates.ndcg_tolerance)
+
+    return gate
+
+
+def dataset_path(settings: Settings) -> Path:
+    return Path(settings.eval.dataset).resolve()
+
+
 def index(
     settings: Settings, run_id: str, backend: IndexBackend, full: bool = False, log: Log | None = None
 ) -> IndexStats:
@@ -177,6 +234,7 @@ def index(
             max_delete_fraction=settings.gates.max_delete_fraction,
             write_batch=settings.index.write_batch,
             log=_tee(log),
+            quality_gate=retrieval_quality_gate(settings, con, backend, embedder, run_id),
         )
         record_stats(con, run_id, "index", stats.as_dict())
         con.execute(

@@ -67,12 +67,17 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS alias_events (
     alias VARCHAR, index_name VARCHAR, previous VARCHAR, run_id VARCHAR, occurred_at TIMESTAMP, reason VARCHAR
 );
+CREATE TABLE IF NOT EXISTS evaluations (
+    index_name VARCHAR, alias VARCHAR, run_id VARCHAR, dataset VARCHAR, mode VARCHAR, queries INTEGER,
+    ndcg_at_10 DOUBLE, recall_at_10 DOUBLE, recall_at_100 DOUBLE, mrr_at_10 DOUBLE, evaluated_at TIMESTAMP
+);
 """
 
 # Tables copied into the read snapshot; vectors and raw text stay in the warehouse.
 SNAPSHOT_QUERIES = {
     "sources": "SELECT * FROM w.sources",
     "quarantine": "SELECT * FROM w.quarantine",
+    "evaluations": "SELECT * FROM w.evaluations",
     "document_events": "SELECT * FROM w.document_events",
     "document_versions": (
         "SELECT uri, document_id, source, document_version, is_deleted, title, path, size_bytes, run_id, "

@@ -145,3 +145,48 @@ def test_run_record_is_json(platform_home: Path, corpus: Path) -> None:
         assert con is not None
         stats = json.loads(con.execute("SELECT stats FROM runs WHERE run_id = ?", [result["run_id"]]).fetchall()[0][0])
     assert set(stats) >= {"documents", "chunking", "embedding", "index", "gates"}
+
+
+def write_judgments(folder: Path) -> Path:
+    """A hand-made evaluation set over the fixture corpus (documents named by file: rollback.md -> rollback)."""
+    queries = {
+        "q1": "how do I roll back to an earlier index version",
+        "q2": "sourdough starter feeding",
+        "q3": "spring tides moon",
+    }
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    qrels = "query-id\tcorpus-id\tscore\nq1\trollback\t2\nq2\tbaking\t2\nq3\ttides.html\t1\n"
+    (folder / "qrels" / "test.tsv").write_text(qrels)
+    return folder
+
+
+def test_retrieval_regression_blocks_publishing(
+    platform_home: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_PLATFORM__EVAL__DATASET", str(write_judgments(tmp_path / "judgments")))
+    monkeypatch.setenv("RAG_PLATFORM__GATES__NDCG_TOLERANCE", "0.1")
+    add_source(corpus)
+    first = refresh()
+    assert first["success"], first["failure"]
+    assert first["gates"]["retrieval_quality_within_tolerance"]["passed"]
+    baseline = status(load_settings(), make_backend(load_settings()))["evaluation"]
+    assert baseline["index_name"] == first["index"]["version"] and baseline["ndcg_at_10"] > 0.9
+
+    # The relevant documents lose their content: a rebuilt version scores far lower and must not be served.
+    originals = {name: (corpus / name).read_text() for name in ("baking.md", "guides/rollback.md")}
+    for name in originals:
+        (corpus / name).write_text("# Openings\n\nThe Sicilian defence answers 1.e4 with c5.\n")
+    blocked = refresh(full=True)
+    assert not blocked["success"] and not blocked["published"]
+    gate = blocked["gates"]["retrieval_quality_within_tolerance"]
+    assert not gate["passed"] and "below the previous version" in gate["message"]
+    state = status(load_settings(), make_backend(load_settings()))
+    assert state["index"]["version"] == first["index"]["version"]  # the previous version keeps serving
+    assert state["evaluation"]["ndcg_at_10"] == baseline["ndcg_at_10"]
+
+    for name, text in originals.items():
+        (corpus / name).write_text(text)
+    fixed = refresh(full=True)
+    assert fixed["success"] and fixed["published"], fixed["gates"]
+    assert fixed["index"]["version"] != first["index"]["version"]

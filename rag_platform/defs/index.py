@@ -6,7 +6,7 @@ from rag_platform import refresh
 from rag_platform.defs.ingest import is_full_rebuild
 from rag_platform.defs.resources import PlatformResource, RefreshLockResource
 
-INDEX_GATES = ("index_matches_ledger", "index_delete_fraction_within_limit")
+INDEX_GATES = ("index_matches_ledger", "index_delete_fraction_within_limit", "retrieval_quality_within_tolerance")
 
 
 @dg.asset(

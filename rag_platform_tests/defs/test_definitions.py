@@ -22,6 +22,7 @@ EXPECTED_ASSETS = {
     "chunk_embeddings",
     "search_index",
     "reranked_query_results",
+    "retrieval_evaluation",
 }
 BIN = Path(sys.executable).parent
 
@@ -109,6 +110,7 @@ def test_webserver_serves_the_asset_graph(platform_home: Path) -> None:
         groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
         assert groups["raw_documents"] == "ingest" and groups["current_documents"] == "transform"
         assert groups["search_index"] == "index" and groups["reranked_query_results"] == "query"
+        assert groups["retrieval_evaluation"] == "quality"
     finally:
         process.terminate()
         process.wait(timeout=30)
