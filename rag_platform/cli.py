@@ -71,6 +71,7 @@ def run_refresh_job(settings: Settings, full: bool, debug: bool = False) -> dict
     summary = {
         **run_summary(settings, outcome.run_id),
         "seconds": round(time.perf_counter() - started, 3),
+        "stages": outcome.stage_seconds,
         "full": full,
     }
     if not outcome.success:

@@ -17,6 +17,7 @@ class JobOutcome:
     run_id: str
     success: bool
     failure: str | None
+    stage_seconds: dict[str, float]
 
 
 def execute_refresh(full: bool, trigger: str = "cli", log_level: str = "WARNING") -> JobOutcome:
@@ -36,7 +37,27 @@ def execute_refresh(full: bool, trigger: str = "cli", log_level: str = "WARNING"
         tags={"rag/pid": str(os.getpid()), "rag/trigger": trigger},
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
-    return JobOutcome(result.run_id, result.success, None if result.success else first_failure(result))
+    return JobOutcome(
+        result.run_id,
+        result.success,
+        None if result.success else first_failure(result),
+        stage_seconds(instance, result.run_id),
+    )
+
+
+def stage_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Wall time of each step of a run (one step per asset or dbt invocation), from its stored event log."""
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started:
+            seconds[event.step_key] = round(entry.timestamp - started[event.step_key], 3)
+    return seconds
 
 
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
