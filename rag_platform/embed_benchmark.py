@@ -81,7 +81,7 @@ def benchmark_backends(settings: Settings, n: int, log: Callable[[str], None] = 
             name,
             settings.embedding.batch_size,
             settings.embedding.threads,
-            settings.cache_dir,
+            Path(settings.embedding.export_dir) if settings.embedding.export_dir else settings.cache_dir,
         )
         embedder.embed(texts[:8])  # load (and export, for ONNX) outside the timed pass
         started = time.perf_counter()

@@ -1,5 +1,5 @@
 """Shared fixtures. Tests import the installed ``rag_platform``; this folder is put on sys.path only so that
-test helpers (``fakes.py``) can be imported by name."""
+test helpers (``shared_env``, ``backends.es_recorder``) can be imported by name."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+from shared_env import EXPORT_ENV  # noqa: E402 - needs the path set above
+
 
 @pytest.fixture
 def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -25,7 +27,7 @@ def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RAG_PLATFORM_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     for name in list(os.environ):
-        if name.startswith("RAG_PLATFORM__") or name == "RAG_ES_URL":
+        if (name.startswith("RAG_PLATFORM__") and name != EXPORT_ENV) or name == "RAG_ES_URL":
             monkeypatch.delenv(name, raising=False)
     return home
 

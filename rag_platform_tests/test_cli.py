@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from shared_env import inherited_environment
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 
@@ -17,8 +17,7 @@ CORPUS = Path(__file__).parent / "data" / "corpus"
 def cli(
     home: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAG_PLATFORM")}
-    environment.pop("DAGSTER_HOME", None)
+    environment = inherited_environment()
     environment.update({"RAG_PLATFORM_HOME": str(home), **(env or {})})
     return subprocess.run(
         [sys.executable, "-m", "rag_platform.cli", *args],

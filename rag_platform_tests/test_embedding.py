@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_env import inherited_environment
 
 from rag_platform.config import load_settings
 from rag_platform.embed_benchmark import available_backends, sample_texts, select_default
@@ -90,7 +90,7 @@ def test_default_is_the_fastest_backend_that_holds_quality() -> None:
 
 @pytest.mark.slow
 def test_benchmark_embed_json_contract(home: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAG_PLATFORM")}
+    environment = inherited_environment()
     environment["RAG_PLATFORM_HOME"] = str(home)
     result = subprocess.run(
         [sys.executable, "-m", "rag_platform.cli", "benchmark", "embed", "--chunks", "24", "--json"],
@@ -109,3 +109,12 @@ def test_benchmark_embed_json_contract(home: Path) -> None:
         assert 0.99 <= measured["min_cosine"] <= measured["cosine_vs_torch"] <= 1.0 + 1e-6, name
     assert report["backends"]["torch"]["cosine_vs_torch"] == pytest.approx(1.0, abs=1e-6)
     assert report["recommended"] in BACKENDS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_vector_does_not_depend_on_its_batch(backend: str, home: Path, texts: list[str]) -> None:
+    """Incremental equals full only if a chunk's vector is the same whichever chunks it is embedded with."""
+    embedder = SentenceTransformerEmbedder(MODEL, backend, batch_size=8, cache_dir=home / "cache")
+    together = embedder.embed(texts[:16])
+    alone = np.vstack([embedder.embed([text]) for text in texts[5:9]])
+    assert np.abs(together[5:9] - alone).max() <= 1e-6, backend

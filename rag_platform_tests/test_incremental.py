@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_env import inherited_environment
 
 from rag_platform.backends import make_backend
 from rag_platform.config import load_settings
@@ -53,7 +54,7 @@ def assert_same_index(a: dict[str, tuple[str, np.ndarray]], b: dict[str, tuple[s
 
 
 def cli(home: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAG_PLATFORM") and k != "DAGSTER_HOME"}
+    environment = inherited_environment()
     environment.update({"RAG_PLATFORM_HOME": str(home), **env})
     return subprocess.run(
         [sys.executable, "-m", "rag_platform.cli", *args], capture_output=True, text=True, env=environment, timeout=600
