@@ -9,9 +9,7 @@ Writes benchmarks/results/query_latency.json. Usage: python benchmarks/query_lat
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import statistics
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import write
 
 from rag_platform.backends.lancedb import LanceDBBackend
 from rag_platform.config import load_settings
@@ -29,7 +28,6 @@ from rag_platform.refresh import cached_embedder
 from rag_platform.retrieval import MODES, Searcher, SearchRequest
 from rag_platform.synthetic import document_text
 
-RESULTS = Path(__file__).parent / "results"
 DIM = 384
 ALIAS = "rag_chunks"
 
@@ -126,13 +124,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=RESULTS / "query_latency.json")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    report = run(args.sizes, args.requests)
-    report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(write("query_latency.json", run(args.sizes, args.requests), args.out))
 
 
 if __name__ == "__main__":

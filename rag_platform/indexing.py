@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ class EmbedStats:
     embedded: int = 0
     cached: int = 0
     batches: int = 0
+    model_seconds: float = 0.0  # time inside the model alone, to tell embedding from pipeline overhead
 
 
 @dataclass(slots=True)
@@ -171,7 +173,9 @@ def embed_missing(
     for start in range(0, len(missing), batch_size):
         batch = missing[start : start + batch_size]
         faults.checkpoint("embed")
+        started = time.perf_counter()
         vectors = embedder.embed([text for _, text in batch])
+        stats.model_seconds = round(stats.model_seconds + time.perf_counter() - started, 3)
         table = pa.table(
             {
                 "model_id": [model_id] * len(batch),

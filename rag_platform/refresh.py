@@ -264,6 +264,7 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
             "reused": max(total - embedding.get("embedded", 0), 0),
             "deleted": chunking.get("chunks_deleted", 0),
             "added": chunking.get("chunks_added", 0),
+            "embedding_seconds": embedding.get("model_seconds", 0.0),
         },
         "index": {
             "name": index_stats.get("name", settings.index.alias),

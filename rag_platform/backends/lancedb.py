@@ -7,8 +7,11 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rag_platform.backends import (
     FILTER_FIELDS,
@@ -24,6 +27,11 @@ from rag_platform.records import Hit, IndexedChunk, sha256_hex
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _DELETE_BATCH = 500
 _COLUMNS = ("chunk_id", "document_id", "source", "title", "text", "heading_path", "document_version", "run_id")
+
+
+def _stub(chunk_id: str, score: float) -> Hit:
+    """A ranked id awaiting its stored fields (fusion needs only ids and ranks)."""
+    return Hit(chunk_id, "", "", "", "", "", score)
 
 
 def _quote(value: str) -> str:
@@ -55,6 +63,8 @@ class LanceDBBackend:
         self.ann_min_rows = ann_min_rows
         self._db: Any = None
         self._tables: dict[str, Any] = {}
+        self._matrices: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
 
     # ---- plumbing ------------------------------------------------------------------------------------
@@ -161,6 +171,7 @@ class LanceDBBackend:
             rows = table.count_rows()
             if rows:
                 table.create_fts_index("text", replace=True, use_tantivy=False, with_position=False)
+                table.create_scalar_index("chunk_id", replace=True)  # row lookups by id stay fast
             if rows >= self.ann_min_rows and not any(i.index_type.startswith("IVF") for i in table.list_indices()):
                 table.create_index(metric="cosine", vector_column_name="vector", replace=True)
 
@@ -210,33 +221,98 @@ class LanceDBBackend:
             for row in rows
         ]
 
-    def search_dense(self, name: str, vector: Sequence[float], k: int, filters: Filters | None = None) -> list[Hit]:
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancedb-search")
+            return self._executor
+
+    def _matrix(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, unit vectors) of a table version, held in memory for exact search; reloaded when the
+        table changes."""
+        table = self._table(name)
+        version = int(table.version)
+        with self._lock:
+            cached = self._matrices.get(name)
+            if cached is not None and cached[0] == version:
+                return cached[1], cached[2]
+            data = table.search().select(["chunk_id", "vector"]).limit(None).to_arrow()
+            ids = np.asarray(data["chunk_id"].to_pylist(), dtype=object)
+            column = data["vector"].combine_chunks()
+            dim = column.type.list_size
+            vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+            self._matrices[name] = (version, ids, vectors)
+            return ids, vectors
+
+    def _exact_dense(self, name: str, vector: Sequence[float], fetch: int) -> list[tuple[str, float]]:
+        ids, vectors = self._matrix(name)
+        if not len(ids):
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        scores = vectors @ query
+        top = np.argpartition(-scores, min(fetch, len(ids)) - 1)[:fetch] if len(ids) > fetch else np.arange(len(ids))
+        return [(str(ids[i]), float(scores[i])) for i in top]
+
+    def _hydrate(self, name: str, scored: Sequence[tuple[str, float]]) -> list[Hit]:
+        """Hits with their stored fields, for (chunk id, score) pairs, in score order (ties by chunk id)."""
+        if not scored:
+            return []
+        score = dict(scored)
+        rows = (
+            self._table(name)
+            .search()
+            .where(f"chunk_id IN ({', '.join(_quote(cid) for cid in score)})")
+            .select(list(_COLUMNS))
+            .limit(len(score))
+            .to_arrow()
+            .to_pylist()
+        )
+        return sort_hits(self._hits(rows, lambda r: score[r["chunk_id"]]))
+
+    def _dense_ids(
+        self, name: str, vector: Sequence[float], fetch: int, filters: Filters | None
+    ) -> list[tuple[str, float]]:
         table = self._table(name)
         where = where_clause(filters)
-        fetch = k + 16  # a little beyond k, so ties at the cut are ordered by chunk id
+        if where is None and table.count_rows() < self.ann_min_rows:
+            return self._exact_dense(name, vector, fetch)
         query = table.search(list(map(float, vector)), vector_column_name="vector").metric("cosine")
         if table.count_rows() < self.ann_min_rows:
             query = query.bypass_vector_index()
         if where:
             query = query.where(where, prefilter=True)
-        rows = query.select([*_COLUMNS, "_distance"]).limit(fetch).to_arrow().to_pylist()
-        return sort_hits(self._hits(rows, lambda r: 1.0 - r["_distance"]))[:k]
+        rows = query.select(["chunk_id", "_distance"]).limit(fetch).to_arrow().to_pylist()
+        return [(r["chunk_id"], 1.0 - r["_distance"]) for r in rows]
 
-    def search_keyword(self, name: str, query: str, k: int, filters: Filters | None = None) -> list[Hit]:
+    def _keyword_ids(self, name: str, query: str, fetch: int, filters: Filters | None) -> list[tuple[str, float]]:
         table = self._table(name)
+        where = where_clause(filters)
         if not query.strip() or not table.count_rows():
             return []
-        where = where_clause(filters)
         search = table.search(query, query_type="fts", fts_columns="text")
         if where:
             search = search.where(where, prefilter=True)
         try:
-            rows = search.select([*_COLUMNS, "_score"]).limit(k + 16).to_arrow().to_pylist()
+            rows = search.select(["chunk_id", "_score"]).limit(fetch).to_arrow().to_pylist()
         except (ValueError, RuntimeError) as exc:
             if "index" in str(exc).lower():
                 raise BackendError(f"index {name!r} has no full-text index yet; run a refresh") from None
             raise
-        return sort_hits(self._hits(rows, lambda r: r["_score"]))[:k]
+        return [(r["chunk_id"], r["_score"]) for r in rows]
+
+    @staticmethod
+    def _top(scored: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+        return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:k]
+
+    def search_dense(self, name: str, vector: Sequence[float], k: int, filters: Filters | None = None) -> list[Hit]:
+        fetch = k + 16  # a little beyond k, so ties at the cut are ordered by chunk id
+        return self._hydrate(name, self._top(self._dense_ids(name, vector, fetch, filters), k))
+
+    def search_keyword(self, name: str, query: str, k: int, filters: Filters | None = None) -> list[Hit]:
+        return self._hydrate(name, self._top(self._keyword_ids(name, query, k + 16, filters), k))
 
     def search_hybrid(
         self,
@@ -250,10 +326,17 @@ class LanceDBBackend:
         candidates: int = 100,
         weights: tuple[float, float] = (1.0, 1.0),
     ) -> list[Hit]:
+        """Fusion over ids and scores first; only the fused top ``k`` rows are read from the table."""
         depth = max(candidates, k)
-        dense = self.search_dense(name, vector, depth, filters)
-        keyword = self.search_keyword(name, query, depth, filters)
-        return reciprocal_rank_fusion([dense, keyword], k, rrf_k, weights)
+        # Both candidate lists at once: LanceDB and numpy release the GIL while they search.
+        keyword = self._pool().submit(self._keyword_ids, name, query, depth + 16, filters)
+        dense = self._dense_ids(name, vector, depth + 16, filters)
+        rankings = [
+            [_stub(cid, score) for cid, score in self._top(dense, depth)],
+            [_stub(cid, score) for cid, score in self._top(keyword.result(), depth)],
+        ]
+        fused = reciprocal_rank_fusion(rankings, k, rrf_k, weights)
+        return self._hydrate(name, [(h.chunk_id, h.score) for h in fused])
 
     # ---- versions and aliases ------------------------------------------------------------------------
 
@@ -292,5 +375,9 @@ class LanceDBBackend:
 
     def close(self) -> None:
         with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
             self._tables.clear()
+            self._matrices.clear()
             self._db = None
