@@ -7,10 +7,11 @@ from rag_platform.defs.index import (
     chunk_embeddings,
     chunks_pass_quality_suite,
     document_chunks,
+    documents_pass_quality_suite,
     embeddings_pass_quality_suite,
     search_index,
 )
-from rag_platform.defs.ingest import raw_documents
+from rag_platform.defs.ingest import no_documents_quarantined, raw_documents
 from rag_platform.defs.query import reranked_query_results, retrieval_evaluation
 from rag_platform.defs.resources import PlatformResource, RefreshLockResource
 from rag_platform.defs.sensors import build_corpus_sensor, rebuild_job, refresh_job
@@ -31,7 +32,12 @@ def build_definitions() -> dg.Definitions:
             reranked_query_results,
             retrieval_evaluation,
         ],
-        asset_checks=[chunks_pass_quality_suite, embeddings_pass_quality_suite],
+        asset_checks=[
+            documents_pass_quality_suite,
+            chunks_pass_quality_suite,
+            embeddings_pass_quality_suite,
+            no_documents_quarantined,
+        ],
         jobs=[refresh_job, rebuild_job],
         sensors=[build_corpus_sensor(settings.sensor.interval_s)],
         resources={

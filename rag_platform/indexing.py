@@ -23,7 +23,7 @@ from rag_platform.backends import IndexBackend
 from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.ingest import now
 from rag_platform.records import IndexedChunk, ParsedDocument, stable_hash
-from rag_platform.warehouse import execute_many, scalar
+from rag_platform.warehouse import execute_many, insert_columns, scalar
 
 if TYPE_CHECKING:
     import duckdb
@@ -80,7 +80,7 @@ def sync_chunks(con: duckdb.DuckDBPyConnection, chunker: Chunker, run_id: str, f
         con.execute("DELETE FROM chunked_documents WHERE chunker = ?", [fp])
     changed = con.execute(
         """
-        SELECT d.uri, d.document_version, d.title, d.text, d.source
+        SELECT d.uri, d.document_version
         FROM current_documents d
         LEFT JOIN chunked_documents c ON c.uri = d.uri AND c.chunker = ?
         WHERE c.uri IS NULL OR c.document_version != d.document_version
@@ -100,46 +100,71 @@ def sync_chunks(con: duckdb.DuckDBPyConnection, chunker: Chunker, run_id: str, f
         stats.chunks_deleted += _delete_document_chunks(con, uri, fp)
         con.execute("DELETE FROM chunked_documents WHERE uri = ? AND chunker = ?", [uri, fp])
         stats.documents_removed += 1
-    for uri, version, title, text, source in changed:
-        doc = ParsedDocument(uri=uri, document_version=version, title=title, text=text, mime="text/markdown")
-        chunks = chunker.chunk(doc)
+    for batch in _batches(changed, CHUNK_BATCH):
+        _chunk_batch(con, chunker, [uri for uri, _ in batch], run_id, stats)
+    stats.chunks_total = scalar(con, "SELECT count(*) FROM chunks WHERE chunker = ?", [fp])
+    return stats
+
+
+def _chunk_batch(
+    con: duckdb.DuckDBPyConnection, chunker: Chunker, uris: Sequence[str], run_id: str, stats: ChunkStats
+) -> None:
+    """Re-chunk a batch of documents and replace their chunks in one transaction (texts read per batch)."""
+    import pyarrow as pa
+
+    fp = chunker.config.fingerprint
+    con.register("batch_uris", pa.table({"uri": list(uris)}))
+    try:
+        documents = con.execute(
+            """SELECT d.uri, d.document_version, d.title, d.text, d.source
+               FROM current_documents d JOIN batch_uris USING (uri) ORDER BY d.uri"""
+        ).fetchall()
         old = {
-            r[0] for r in con.execute("SELECT chunk_id FROM chunks WHERE uri = ? AND chunker = ?", [uri, fp]).fetchall()
+            r[0]
+            for r in con.execute(
+                "SELECT c.chunk_id FROM chunks c JOIN batch_uris USING (uri) WHERE c.chunker = ?", [fp]
+            ).fetchall()
         }
-        new_ids = {c.chunk_id for c in chunks}
+        rows: list[tuple[Any, ...]] = []
+        versions = []
+        created = now()
+        for uri, version, title, text, source in documents:
+            doc = ParsedDocument(uri=uri, document_version=version, title=title, text=text, mime="text/markdown")
+            for c in chunker.chunk(doc):
+                rows.append(
+                    (
+                        c.chunk_id,
+                        fp,
+                        c.document_id,
+                        uri,
+                        source,
+                        version,
+                        c.ordinal,
+                        c.title,
+                        c.heading_path,
+                        c.text,
+                        c.text_hash,
+                        c.token_count,
+                        run_id,
+                        created,
+                    )
+                )
+            versions.append((uri, fp, version, run_id))
+        new_ids = {row[0] for row in rows}
         stats.chunks_deleted += len(old - new_ids)
         stats.chunks_added += len(new_ids - old)
         con.execute("BEGIN")
-        con.execute("DELETE FROM chunks WHERE uri = ? AND chunker = ?", [uri, fp])
-        created = now()
-        execute_many(
+        con.execute("DELETE FROM chunks WHERE chunker = ? AND uri IN (SELECT uri FROM batch_uris)", [fp])
+        insert_columns(con, "chunks", dict(zip(CHUNK_COLUMNS, zip(*rows, strict=True), strict=True)) if rows else {})
+        insert_columns(
             con,
-            "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [
-                    c.chunk_id,
-                    fp,
-                    c.document_id,
-                    uri,
-                    source,
-                    version,
-                    c.ordinal,
-                    c.title,
-                    c.heading_path,
-                    c.text,
-                    c.text_hash,
-                    c.token_count,
-                    run_id,
-                    created,
-                ]
-                for c in chunks
-            ],
+            "chunked_documents",
+            dict(zip(("uri", "chunker", "document_version", "run_id"), zip(*versions, strict=True), strict=True)),
         )
-        con.execute("INSERT OR REPLACE INTO chunked_documents VALUES (?, ?, ?, ?)", [uri, fp, version, run_id])
         con.execute("COMMIT")
-        stats.documents_chunked += 1
-    stats.chunks_total = scalar(con, "SELECT count(*) FROM chunks WHERE chunker = ?", [fp])
-    return stats
+        stats.documents_chunked += len(documents)
+    finally:
+        con.unregister("batch_uris")
 
 
 def _delete_document_chunks(con: duckdb.DuckDBPyConnection, uri: str, fp: str) -> int:
@@ -256,6 +281,24 @@ def plan_index_version(
     return IndexPlan(f"{alias}-{fingerprint}-{build:04d}", build, fingerprint, served, True)
 
 
+CHUNK_BATCH = 200  # documents re-chunked (and committed) together
+CHUNK_COLUMNS = (
+    "chunk_id",
+    "chunker",
+    "document_id",
+    "uri",
+    "source",
+    "document_version",
+    "ordinal",
+    "title",
+    "heading_path",
+    "text",
+    "text_hash",
+    "token_count",
+    "run_id",
+    "created_at",
+)
+
 # (candidate version, served version or None) -> {"passed": bool, "message": str}
 QualityGate = Callable[[str, "str | None"], dict[str, Any]]
 
@@ -353,19 +396,24 @@ def sync_index(
             for r in rows
         ]
         backend.upsert(plan.name, docs)
-        execute_many(
+        insert_columns(
             con,
-            "INSERT OR REPLACE INTO index_state VALUES (?, ?, ?, ?, ?, ?)",
-            [[plan.name, r["chunk_id"], r["document_id"], r["text_hash"], r["document_version"], run_id] for r in rows],
+            "index_state",
+            {
+                "index_name": [plan.name] * len(rows),
+                "chunk_id": [r["chunk_id"] for r in rows],
+                "document_id": [r["document_id"] for r in rows],
+                "text_hash": [r["text_hash"] for r in rows],
+                "document_version": [r["document_version"] for r in rows],
+                "run_id": [run_id] * len(rows),
+            },
         )
         stats.upserted += len(docs)
         log(f"indexed {stats.upserted}/{len(to_upsert)} chunks")
     for batch in _batches(to_delete, write_batch):
         faults.checkpoint("index_write")
         backend.delete(plan.name, list(batch))
-        execute_many(
-            con, "DELETE FROM index_state WHERE index_name = ? AND chunk_id = ?", [[plan.name, c] for c in batch]
-        )
+        _delete_index_state(con, plan.name, batch)
         stats.deleted += len(batch)
     backend.refresh(plan.name)
     stats.count = backend.count(plan.name)
@@ -390,6 +438,18 @@ def sync_index(
     stats.published = True
     prune_versions(con, backend, alias, keep_versions, protect={plan.name})
     return stats
+
+
+def _delete_index_state(con: duckdb.DuckDBPyConnection, name: str, chunk_ids: Sequence[str]) -> None:
+    import pyarrow as pa
+
+    con.register("gone_ids", pa.table({"chunk_id": list(chunk_ids)}))
+    try:
+        con.execute(
+            "DELETE FROM index_state WHERE index_name = ? AND chunk_id IN (SELECT chunk_id FROM gone_ids)", [name]
+        )
+    finally:
+        con.unregister("gone_ids")
 
 
 def _chunk_rows(con: duckdb.DuckDBPyConnection, chunk_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -34,6 +34,9 @@ class IngestStats:
         return asdict(self)
 
 
+INGEST_BATCH = 200
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -95,6 +98,8 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
     quarantined_before = {r[0]: r[1] for r in con.execute("SELECT uri, reason FROM quarantine").fetchall()}
     seen: set[str] = set()
     sources_by_uri: dict[str, str] = {}
+    # Statements are grouped into transactions of INGEST_BATCH files: one commit per file would dominate.
+    con.execute("BEGIN")
     for root in roots:
         if not root.is_dir():
             continue  # a vanished source counts as deleting its files (guarded by gates.max_delete_fraction)
@@ -103,6 +108,9 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
             seen.add(file.uri)
             sources_by_uri[file.uri] = file.source
             _ingest_file(con, file, run_id, max_bytes, live, known, quarantined_before, stats)
+            if stats.scanned % INGEST_BATCH == 0:
+                con.execute("COMMIT")
+                con.execute("BEGIN")
     for uri in sorted(set(live) - seen):
         source = first_row(con, "SELECT source FROM raw_documents WHERE uri = ? LIMIT 1", [uri])
         _tombstone(con, uri, source[0] if source else "", run_id)
@@ -112,6 +120,7 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
     if gone:
         execute_many(con, "DELETE FROM file_state WHERE uri = ?", [[u] for u in gone])
         execute_many(con, "DELETE FROM quarantine WHERE uri = ?", [[u] for u in gone])
+    con.execute("COMMIT")
     return stats
 
 

@@ -167,6 +167,16 @@ def index_checksum(hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def _quarantine(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return [_clean(r) for r in rows_as_dicts(con, "SELECT uri AS source, reason, since FROM quarantine ORDER BY uri")]
+
+
+def quarantined(settings: Settings) -> list[dict[str, Any]]:
+    """Documents kept out of the index, each with its reason and since when (from the read snapshot)."""
+    with reader(settings) as con:
+        return [] if con is None else _quarantine(con)
+
+
 def latest_evaluation(settings: Settings) -> dict[str, Any] | None:
     """The most recent retrieval evaluation of a published index version (``eval.dataset``), if any."""
     with reader(settings) as con:
@@ -198,9 +208,7 @@ def status(settings: Settings, backend: IndexBackend) -> dict[str, Any]:
             }
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         documents = scalar(con, "SELECT count(*) FROM current_documents") if "current_documents" in tables else 0  # type: ignore[index]
-        quarantined = [
-            _clean(r) for r in rows_as_dicts(con, "SELECT uri AS source, reason, since FROM quarantine ORDER BY uri")
-        ]
+        quarantine = _quarantine(con)
         last = rows_as_dicts(
             con,
             "SELECT run_id, status, started_at, finished_at, stats FROM runs ORDER BY started_at DESC LIMIT 1",
@@ -231,7 +239,7 @@ def status(settings: Settings, backend: IndexBackend) -> dict[str, Any]:
             "backend": backend.kind,
         },
         "last_refresh": last_refresh,
-        "quarantined": quarantined,
+        "quarantined": quarantine,
         "sources": sources,
         "versions": versions,
         "evaluation": latest_evaluation(settings),

@@ -61,6 +61,26 @@ def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> Suite
     return SuiteOutcome(name, bool(result.success), len(frame), tuple(failures))
 
 
+# A document whose text is mostly not letters is a data dump (numbers, symbols, binary read as text), not prose.
+MIN_LETTER_SHARE = 0.3
+
+
+def validate_documents(frame: pd.DataFrame) -> SuiteOutcome:
+    """Current documents: unique non-null URIs, non-empty text, and text that is mostly letters."""
+    import great_expectations as gx
+
+    return _run_suite(
+        "documents_pass_quality_suite",
+        frame,
+        [
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="uri"),
+            gx.expectations.ExpectColumnValuesToBeUnique(column="uri"),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="char_length", min_value=1),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="letter_share", min_value=MIN_LETTER_SHARE),
+        ],
+    )
+
+
 def validate_chunks(frame: pd.DataFrame, max_tokens: int) -> SuiteOutcome:
     """Chunks: ids unique and non-null, text non-empty, token counts within (0, max_tokens]."""
     import great_expectations as gx
@@ -71,8 +91,8 @@ def validate_chunks(frame: pd.DataFrame, max_tokens: int) -> SuiteOutcome:
         [
             gx.expectations.ExpectColumnValuesToNotBeNull(column="chunk_id"),
             gx.expectations.ExpectColumnValuesToBeUnique(column="chunk_id"),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="text"),
-            gx.expectations.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="text_length"),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="text_length", min_value=1),
             gx.expectations.ExpectColumnValuesToBeBetween(column="token_count", min_value=1, max_value=max_tokens),
             gx.expectations.ExpectColumnValuesToNotBeNull(column="document_id"),
         ],

@@ -30,8 +30,15 @@ from rag_platform.indexing import (
 from rag_platform.ingest import IngestStats, ingest_sources, list_sources, now
 from rag_platform.locking import pid_alive
 from rag_platform.progress import Progress
-from rag_platform.quality import SuiteOutcome, embedding_profile, validate_chunks, validate_embeddings
-from rag_platform.warehouse import first_row
+from rag_platform.quality import (
+    MIN_LETTER_SHARE,
+    SuiteOutcome,
+    embedding_profile,
+    validate_chunks,
+    validate_documents,
+    validate_embeddings,
+)
+from rag_platform.warehouse import execute_many, first_row, rows_as_dicts
 
 if TYPE_CHECKING:
     import duckdb
@@ -114,6 +121,12 @@ def ingest(settings: Settings, run_id: str, full: bool = False) -> IngestStats:
     return stats
 
 
+def quarantine_report(settings: Settings) -> list[dict[str, Any]]:
+    """Documents currently kept out of the index, with reasons (read inside the run, from the warehouse)."""
+    with warehouse.writer(settings) as con:
+        return rows_as_dicts(con, "SELECT uri AS source, reason, since FROM quarantine ORDER BY uri")
+
+
 def chunk(settings: Settings, run_id: str, full: bool = False) -> ChunkStats:
     with warehouse.writer(settings) as con:
         stats = sync_chunks(con, _chunker(chunker_config(settings)), run_id, full)
@@ -125,11 +138,30 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def check_chunks(settings: Settings) -> SuiteOutcome:
-    """Validate every live chunk of the current chunker."""
+def check_documents(settings: Settings) -> SuiteOutcome:
+    """Validate the current documents (the dbt model); failures name the offending documents."""
     with warehouse.writer(settings) as con:
         frame = con.execute(
-            "SELECT chunk_id, document_id, text, token_count FROM chunks WHERE chunker = ?",
+            """SELECT uri, length(text) AS char_length,
+                      length(regexp_replace(text, '[^[:alpha:]]', '', 'g')) / greatest(length(text), 1) AS letter_share
+               FROM current_documents"""
+        ).df()
+    outcome = validate_documents(frame)
+    if not outcome.passed:
+        offenders = frame[frame["letter_share"] < MIN_LETTER_SHARE]["uri"].tolist()
+        if offenders:
+            shown = ", ".join(offenders[:5])
+            note = f"mostly non-letter text (under {MIN_LETTER_SHARE:.0%} letters): {shown}"
+            outcome = dataclasses.replace(outcome, failures=(*outcome.failures, note))
+    return outcome
+
+
+def check_chunks(settings: Settings) -> SuiteOutcome:
+    """Validate every live chunk of the current chunker (lengths, not texts, are loaded)."""
+    with warehouse.writer(settings) as con:
+        frame = con.execute(
+            """SELECT chunk_id, document_id, length(text) AS text_length, token_count
+               FROM chunks WHERE chunker = ?""",
             [chunker_config(settings).fingerprint],
         ).df()
     return validate_chunks(frame, settings.chunker.max_tokens)
@@ -151,7 +183,8 @@ def embed(settings: Settings, run_id: str, log: Log | None = None) -> EmbedStats
 
 
 def check_embeddings(settings: Settings, run_id: str, full: bool = False) -> SuiteOutcome:
-    """Validate the vectors this run produced (all live vectors on a full rebuild)."""
+    """Validate the vectors this run produced (all live vectors on a full rebuild). Vectors that fail are
+    dropped from the cache, so no unvalidated vector can reach an index on a later run."""
     embedder = cached_embedder(settings.embedding, settings.cache_dir)
     query = """
         SELECT DISTINCT e.text_hash, e.vector FROM embedding_cache e
@@ -163,8 +196,17 @@ def check_embeddings(settings: Settings, run_id: str, full: bool = False) -> Sui
         params.append(run_id)
     with warehouse.writer(settings) as con:
         rows = con.execute(query, params).fetchall()
-    frame = embedding_profile([r[0] for r in rows], [r[1] for r in rows])
-    return validate_embeddings(frame, embedder.dimension)
+    if not rows:
+        return SuiteOutcome("embeddings_pass_quality_suite", True, 0)
+    outcome = validate_embeddings(embedding_profile([r[0] for r in rows], [r[1] for r in rows]), embedder.dimension)
+    if not outcome.passed:
+        with warehouse.writer(settings) as con:
+            execute_many(
+                con,
+                "DELETE FROM embedding_cache WHERE model_id = ? AND text_hash = ?",
+                [[embedder.model_id, r[0]] for r in rows],
+            )
+    return outcome
 
 
 def retrieval_quality_gate(

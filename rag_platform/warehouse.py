@@ -198,6 +198,25 @@ def rows_as_dicts(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] 
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def insert_columns(
+    con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, Sequence[Any]], replace: bool = True
+) -> None:
+    """Insert rows given as columns (in the table's column order) in one statement, through Arrow: much faster
+    than ``executemany``, which DuckDB runs row by row."""
+    import pyarrow as pa
+
+    data = pa.table({name: list(values) for name, values in columns.items()})
+    if not data.num_rows:
+        return
+    view = f"_insert_{table}"
+    con.register(view, data)
+    try:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        con.execute(f"{verb} INTO {table} SELECT * FROM {view}")
+    finally:
+        con.unregister(view)
+
+
 def execute_many(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequence[object]]) -> None:
     """``executemany`` that accepts an empty batch (DuckDB rejects one)."""
     if rows:

@@ -119,6 +119,15 @@ def test_bad_documents_are_quarantined_and_the_refresh_succeeds(platform_home: P
     assert sorted(Path(q["source"]).name for q in quarantined) == ["binary.md", "empty.md"]
     assert all(q["reason"] and q["since"] for q in quarantined)
 
+    import dagster as dg
+
+    key = dg.AssetCheckKey(dg.AssetKey("raw_documents"), "no_documents_quarantined")
+    record = dg.DagsterInstance.get().get_latest_asset_check_evaluation_record(key)
+    assert record is not None and record.run_id == result["run_id"]
+    evaluation = record.event.dagster_event.event_specific_data  # the check warns, it does not block
+    assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["quarantined"].value == 2
+
 
 def test_delete_gate_blocks_publishing_and_keeps_the_served_index(
     platform_home: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
@@ -190,3 +199,24 @@ def test_retrieval_regression_blocks_publishing(
     fixed = refresh(full=True)
     assert fixed["success"] and fixed["published"], fixed["gates"]
     assert fixed["index"]["version"] != first["index"]["version"]
+
+
+def test_a_document_suite_failure_blocks_publishing_until_fixed(platform_home: Path, corpus: Path) -> None:
+    add_source(corpus)
+    first = refresh()
+    assert first["success"] and first["published"]
+
+    dump = corpus / "vectors.txt"  # an accidental data dump: numbers, not prose
+    dump.write_text("\n".join(", ".join(f"{(i * j) % 97 / 97:.4f}" for j in range(12)) for i in range(40)))
+    blocked = refresh()
+    assert not blocked["success"] and not blocked["published"]
+    gate = blocked["gates"]["documents_pass_quality_suite"]
+    assert not gate["passed"] and "vectors.txt" in gate["message"]
+    state = status(load_settings(), make_backend(load_settings()))
+    assert state["index"]["version"] == first["index"]["version"]
+    assert all("vectors.txt" not in hit["source"] for hit in search("0.4124 0.8247", "keyword")["results"])
+
+    dump.unlink()
+    fixed = refresh()
+    assert fixed["success"] and fixed["published"], fixed["gates"]
+    assert fixed["gates"]["documents_pass_quality_suite"]["passed"]

@@ -93,6 +93,12 @@ class SearchResult(BaseModel):
     reranked: Reranked
 
 
+class QuarantinedDocument(BaseModel):
+    source: str
+    reason: str
+    since: str
+
+
 class SearchResponse(BaseModel):
     query: str
     mode: str
@@ -220,5 +226,19 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     @app.get("/chunks/{chunk_id}/lineage", responses=ERROR_RESPONSES, summary="A chunk's lineage")
     def chunk_lineage(chunk_id: str) -> Any:
         return lineage(chunk_id)
+
+    @app.get(
+        "/quarantine",
+        response_model=list[QuarantinedDocument],
+        responses=ERROR_RESPONSES,
+        summary="Documents kept out of the index, with the reason",
+    )
+    def quarantine() -> Any:
+        from rag_platform.lineage import quarantined
+
+        try:
+            return quarantined(settings)
+        except OSError as exc:
+            return backend_error(exc)
 
     return app

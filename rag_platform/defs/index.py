@@ -23,6 +23,21 @@ def document_chunks(
     return dg.MaterializeResult(metadata=refresh.as_dict(stats))
 
 
+@dg.asset_check(
+    asset=dg.AssetKey("current_documents"),
+    blocking=True,
+    description="Great Expectations suite over the current documents: unique URIs, non-empty, mostly letters.",
+)
+def documents_pass_quality_suite(
+    context: dg.AssetCheckExecutionContext, platform: PlatformResource
+) -> dg.AssetCheckResult:
+    outcome = refresh.check_documents(platform.settings())
+    refresh.record_gate(platform.settings(), context.run.run_id, "documents_pass_quality_suite", outcome)
+    return dg.AssetCheckResult(
+        passed=outcome.passed, metadata={"rows": outcome.evaluated_rows, "message": outcome.message}
+    )
+
+
 @dg.asset_check(asset=document_chunks, blocking=True, description="Great Expectations suite over the live chunks.")
 def chunks_pass_quality_suite(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource

@@ -25,3 +25,21 @@ def raw_documents(
     stats = refresh.ingest(platform.settings(), context.run_id, is_full_rebuild(context))
     context.log.info(f"documents: {stats.as_dict()}")
     return dg.MaterializeResult(metadata=stats.as_dict())
+
+
+@dg.asset_check(
+    asset=raw_documents,
+    description="Documents kept out of the index (unreadable, binary, empty, bad encoding, too large), with reasons. "
+    "Warns without blocking: the rest of the corpus still refreshes.",
+)
+def no_documents_quarantined(platform: PlatformResource) -> dg.AssetCheckResult:
+    rows = refresh.quarantine_report(platform.settings())
+    table = "\n".join(
+        ["| source | reason | since |", "|---|---|---|"]
+        + [f"| {r['source']} | {r['reason']} | {r['since']} |" for r in rows]
+    )
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined": len(rows), "documents": dg.MetadataValue.md(table)},
+    )

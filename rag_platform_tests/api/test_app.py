@@ -70,6 +70,7 @@ def built_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     root = tmp_path_factory.mktemp("api")
     corpus = root / "corpus"
     shutil.copytree(CORPUS, corpus)
+    (corpus / "empty.md").write_bytes(b"")  # quarantined: visible through GET /quarantine
     saved = dict(os.environ)
     os.environ.update(
         {
@@ -109,6 +110,13 @@ def test_health_and_search_with_provenance(api: httpx.Client) -> None:
     assert top["reranked"] == {"applied": False, "provider": "none", "reason": "reranking disabled"}
     for mode in ("dense", "hybrid"):
         assert api.post("/search", json={"query": "tides", "mode": mode}).status_code == 200
+
+
+def test_quarantine_lists_each_document_with_its_reason(api: httpx.Client) -> None:
+    response = api.get("/quarantine")
+    assert response.status_code == 200
+    [entry] = response.json()
+    assert entry["source"].endswith("empty.md") and "empty" in entry["reason"] and entry["since"]
 
 
 def test_filters_restrict_results(api: httpx.Client) -> None:
