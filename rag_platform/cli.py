@@ -216,9 +216,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
     sample = Path(str(files("rag_platform") / "sample_corpus"))
     summary = cmd_refresh(argparse.Namespace(source=str(sample), full=False), settings)
+    documents = sum(summary["documents"][k] for k in ("added", "modified", "unchanged"))
+    chunks, seconds = summary["chunks"]["total"], summary["seconds"]
     log(
-        f"indexed the sample corpus: {summary['documents']} -> {summary['index']['count']} chunks "
-        f'in {summary["seconds"]:.1f}s; try: rag-platform search "how do I roll back an index"'
+        f"indexed the sample corpus: {documents} documents, {chunks} chunks in {seconds:.1f} s "
+        f"({chunks / max(seconds, 1e-9):.1f} chunks/s end to end, {summary['chunks']['embedded']} embedded in "
+        f'{summary["chunks"]["embedding_seconds"]:.1f} s); try: rag-platform search "how do I roll back an index"'
     )
     processes = _dagster_processes(settings, args.host, args.ui_port)
     log(f"Dagster UI on http://{args.host}:{args.ui_port}; query API on http://{args.host}:{args.api_port}")

@@ -92,6 +92,8 @@ class GateSettings:
 @dataclass(frozen=True, slots=True)
 class SensorSettings:
     interval_s: int = 30
+    # The served index is stale (Dagster freshness policy fails) this long after its last refresh.
+    max_staleness_s: int = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,7 @@ def _validate(settings: Settings) -> None:
         (settings.index.write_batch > 0, "index.write_batch must be positive"),
         (0.0 <= settings.gates.max_delete_fraction <= 1.0, "gates.max_delete_fraction must be in [0, 1]"),
         (settings.sensor.interval_s >= 1, "sensor.interval_s must be at least 1"),
+        (settings.sensor.max_staleness_s >= 60, "sensor.max_staleness_s must be at least 60"),
         (settings.index.backend in {"lancedb", "elasticsearch"}, "index.backend must be lancedb or elasticsearch"),
     ]
     for ok, message in checks:

@@ -1,8 +1,10 @@
 """The single Dagster ``Definitions`` of rag-platform, loaded by ``workspace.yaml``, the CLI and the UI."""
 
+from datetime import timedelta
+
 import dagster as dg
 
-from rag_platform.config import load_settings
+from rag_platform.config import Settings, load_settings
 from rag_platform.defs.index import (
     chunk_embeddings,
     chunks_pass_quality_suite,
@@ -19,6 +21,12 @@ from rag_platform.defs.transform import build_dbt_assets, dbt_resource, manifest
 from rag_platform.environment import prepare_environment
 
 
+def index_freshness(settings: Settings) -> dg.FreshnessPolicy:
+    """The UI flags the served index as stale (warns at half the window) when no refresh materialized it."""
+    window = timedelta(seconds=settings.sensor.max_staleness_s)
+    return dg.FreshnessPolicy.time_window(fail_window=window, warn_window=window / 2)
+
+
 def build_definitions() -> dg.Definitions:
     settings = load_settings()
     prepare_environment(settings)
@@ -28,7 +36,9 @@ def build_definitions() -> dg.Definitions:
             build_dbt_assets(manifest_for(str(settings.home))),
             document_chunks,
             chunk_embeddings,
-            search_index,
+            *dg.map_asset_specs(
+                lambda spec: spec.replace_attributes(freshness_policy=index_freshness(settings)), [search_index]
+            ),
             reranked_query_results,
             retrieval_evaluation,
         ],

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,32 @@ def test_definitions_object_has_every_asset_group_and_kind(platform_home: Path) 
         assert node.group_name, key
         assert node.description, key
     checks = {key.name for key in graph.asset_check_keys}
-    assert {"chunks_pass_quality_suite", "embeddings_pass_quality_suite", "index_matches_ledger"} <= checks
+    assert {
+        "documents_pass_quality_suite",
+        "chunks_pass_quality_suite",
+        "embeddings_pass_quality_suite",
+        "index_matches_ledger",
+        "index_delete_fraction_within_limit",
+        "retrieval_quality_within_tolerance",
+        "no_documents_quarantined",
+    } <= checks
     assert any(name.startswith("unique_current_documents") for name in checks)
+
+
+def test_the_served_index_has_a_configurable_freshness_policy(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from rag_platform.definitions import build_definitions
+
+    monkeypatch.setenv("RAG_PLATFORM__SENSOR__MAX_STALENESS_S", "7200")
+    policy = build_definitions().resolve_asset_graph().get(dg.AssetKey("search_index")).freshness_policy
+    assert policy is not None
+    assert (policy.fail_window.to_timedelta(), policy.warn_window.to_timedelta()) == (
+        timedelta(hours=2),
+        timedelta(hours=1),
+    )
 
 
 def test_domain_modules_do_not_import_dagster() -> None:
