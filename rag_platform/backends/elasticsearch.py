@@ -355,7 +355,7 @@ class ElasticsearchBackend:
 
     def _source_spec(self, with_vector: bool) -> dict[str, Any]:
         spec: dict[str, Any] = {"includes": [*_SOURCE_FIELDS, *(["vector"] if with_vector else [])]}
-        if with_vector and self._server_features()[0] >= (9, 1):
+        if with_vector and self._server_features()[0] >= (9, 2):
             spec["exclude_vectors"] = False  # 9.2+ leaves vectors out of _source unless asked
         return spec
 

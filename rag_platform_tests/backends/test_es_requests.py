@@ -284,3 +284,19 @@ def test_authentication_failure_is_reported_as_unavailable(recorder: tuple[Recor
     with pytest.raises(BackendUnavailable, match="credentials"):
         backend_for(url, RAG_ES_API_KEY="k").count("idx")
     assert rec.requests[-1].headers["authorization"] == "ApiKey k"
+
+
+@pytest.mark.parametrize(("version", "asks_for_vectors"), [("9.0.3", False), ("9.2.1", True)])
+def test_get_asks_for_vectors_that_9_2_leaves_out_of_source(
+    recorder: tuple[RecordingElasticsearch, str], version: str, asks_for_vectors: bool
+) -> None:
+    rec, url = recorder
+    rec.version = version
+    doc = hit("c1", 1.0)
+    doc["_source"]["vector"] = [0.5, 0.5, 0.5, 0.5]  # type: ignore[index]
+    rec.search_hits = [doc]
+    [got] = backend_for(url).get("idx", ["c1"])
+    assert got.vector == [0.5, 0.5, 0.5, 0.5]
+    [search] = rec.of("POST", "/idx/_search")
+    assert search.json["query"] == {"ids": {"values": ["c1"]}}
+    assert ("exclude_vectors" in search.json["_source"]) is asks_for_vectors
