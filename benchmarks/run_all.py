@@ -11,6 +11,7 @@ Usage: python benchmarks/run_all.py [--quick]   (--quick: smaller sizes, for a s
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -112,20 +113,31 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+PARTS = ("embedding", "full_build", "incremental", "query_latency")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="rerun these; reuse saved results for the rest"
+    )
     args = parser.parse_args()
     quick = args.quick
-    results = {
-        "embedding": embedding(64 if quick else 512),
-        "full_build": full_build.run([100, 300] if quick else [1000, 5000, 20000]),
-        "incremental": incremental.run(200 if quick else 2000),
-        "query_latency": query_latency.run([2000, 5000] if quick else [10_000, 100_000], 40 if quick else 200),
-    }
     folder = RESULTS / "quick" if quick else RESULTS
-    for name, report in results.items():
-        print(write(f"{name}.json", report, folder / f"{name}.json"))
+    runners = {
+        "embedding": lambda: embedding(64 if quick else 512),
+        "full_build": lambda: full_build.run([100, 300] if quick else [1000, 5000, 20000]),
+        "incremental": lambda: incremental.run(200 if quick else 2000),
+        "query_latency": lambda: query_latency.run([2000, 5000] if quick else [10_000, 100_000], 40 if quick else 200),
+    }
+    results = {}
+    for name in PARTS:
+        if name in args.parts:
+            results[name] = runners[name]()
+            print(write(f"{name}.json", results[name], folder / f"{name}.json"))
+        else:
+            results[name] = json.loads((folder / f"{name}.json").read_text())
     for path in charts(results, folder):
         print(path)
 
