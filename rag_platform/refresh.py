@@ -100,6 +100,36 @@ def begin_run(con: duckdb.DuckDBPyConnection, run_id: str, full: bool) -> list[s
     return stale
 
 
+# What each asset's content is, as one hash: Dagster records it as the asset's data version, so the UI can
+# tell which downstream assets are stale and why.
+_DATA_VERSION_SQL = {
+    "raw_documents": "SELECT uri || ':' || coalesce(document_version, '-') AS item FROM file_state",
+    "document_chunks": "SELECT chunk_id AS item FROM chunks WHERE chunker = $chunker",
+    "chunk_embeddings": """SELECT c.text_hash AS item FROM chunks c JOIN embedding_cache e
+                           ON e.text_hash = c.text_hash AND e.model_id = $model WHERE c.chunker = $chunker""",
+    "search_index": """SELECT s.index_name || ':' || s.chunk_id || ':' || s.text_hash AS item
+                       FROM index_state s JOIN index_versions v ON v.name = s.index_name
+                       WHERE v.alias = $alias AND v.status = 'served'""",
+}
+
+
+def data_version(settings: Settings, asset: str) -> str:
+    """A content hash of ``asset``: the same content always gives the same version."""
+    params = {
+        "chunker": chunker_config(settings).fingerprint,
+        "model": cached_embedder(settings.embedding, settings.cache_dir).model_id,
+        "alias": settings.index.alias,
+    }
+    sql = _DATA_VERSION_SQL[asset]
+    with warehouse.writer(settings) as con:
+        row = first_row(
+            con,
+            f"SELECT coalesce(sha256(string_agg(item, ',' ORDER BY item)), 'empty') FROM ({sql})",
+            {k: v for k, v in params.items() if f"${k}" in sql},
+        )
+    return str(row[0])[:16] if row else "empty"
+
+
 def check_backend_reachable(settings: Settings) -> None:
     """Fail a run before it writes anything when the search index cannot be reached."""
     from rag_platform.backends import make_backend

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,8 +187,10 @@ def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None 
     return rows[0][0] if rows else None
 
 
-def first_row(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
-    rows = con.execute(query, params or []).fetchall()
+def first_row(
+    con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+) -> tuple[Any, ...] | None:
+    rows = con.execute(query, params if params is not None else []).fetchall()
     return rows[0] if rows else None
 
 

@@ -46,6 +46,19 @@ def search(query: str, mode: str = "hybrid", k: int = 5) -> dict:
     return Searcher.from_settings(load_settings()).search(SearchRequest(query=query, k=k, mode=mode))
 
 
+def data_versions() -> dict[str, str]:
+    """The data version Dagster recorded at each asset's latest materialization."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    versions = {}
+    for asset in ("raw_documents", "document_chunks", "chunk_embeddings", "search_index"):
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        assert event is not None and event.asset_materialization is not None, asset
+        versions[asset] = event.asset_materialization.tags.get("dagster/data_version", "")
+    return versions
+
+
 def add_source(path: Path) -> None:
     settings = load_settings()
     with warehouse.writer(settings) as con:
@@ -66,8 +79,11 @@ def test_full_graph_builds_a_searchable_index_and_stays_incremental(platform_hom
     assert search("sourdough starter feeding", "dense")["results"][0]["source"].endswith("baking.md")
     assert search("spring tides moon", "keyword")["results"][0]["source"].endswith("tides.html")
 
+    first_versions = data_versions()
+    assert all(first_versions.values()), first_versions
     second = refresh()
     assert second["success"] and second["chunks"]["embedded"] == 0
+    assert data_versions() == first_versions  # same content, same data versions: nothing downstream is stale
     assert second["documents"]["unchanged"] == 5 and second["index"]["upserted"] == 0
     assert second["index"]["version"] == first["index"]["version"]
 
@@ -76,6 +92,8 @@ def test_full_graph_builds_a_searchable_index_and_stays_incremental(platform_hom
     (corpus / "chess.txt").unlink()
     third = refresh()
     assert third["success"], third["failure"]
+    changed = data_versions()
+    assert all(changed[asset] != first_versions[asset] for asset in changed), (changed, first_versions)
     assert (third["documents"]["modified"], third["documents"]["deleted"]) == (1, 1)
     assert 0 < third["chunks"]["embedded"] <= 2
     hits = search("Sicilian Defence opening", "keyword", k=10)["results"]

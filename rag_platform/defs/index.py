@@ -20,7 +20,10 @@ def document_chunks(
     context: dg.AssetExecutionContext, platform: PlatformResource, refresh_lock: RefreshLockResource
 ) -> dg.MaterializeResult:
     stats = refresh.chunk(platform.settings(), context.run_id, is_full_rebuild(context))
-    return dg.MaterializeResult(metadata=refresh.as_dict(stats))
+    return dg.MaterializeResult(
+        metadata=refresh.as_dict(stats),
+        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "document_chunks")),
+    )
 
 
 @dg.asset_check(
@@ -60,7 +63,10 @@ def chunk_embeddings(
     context: dg.AssetExecutionContext, platform: PlatformResource, refresh_lock: RefreshLockResource
 ) -> dg.MaterializeResult:
     stats = refresh.embed(platform.settings(), context.run_id, log=context.log.info)
-    return dg.MaterializeResult(metadata=refresh.as_dict(stats))
+    return dg.MaterializeResult(
+        metadata=refresh.as_dict(stats),
+        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "chunk_embeddings")),
+    )
 
 
 @dg.asset_check(
@@ -88,7 +94,10 @@ def search_index(context: dg.AssetExecutionContext, platform: PlatformResource, 
     stats = refresh.index(
         platform.settings(), context.run_id, platform.backend(), is_full_rebuild(context), log=context.log.info
     )
-    yield dg.MaterializeResult(metadata={k: v for k, v in stats.as_dict().items() if k != "gates"})
+    yield dg.MaterializeResult(
+        metadata={k: v for k, v in stats.as_dict().items() if k != "gates"},
+        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "search_index")),
+    )
     for name in INDEX_GATES:
         gate = stats.gates.get(name, {"passed": True, "message": "not evaluated"})
         yield dg.AssetCheckResult(check_name=name, passed=gate["passed"], metadata={"message": gate["message"]})

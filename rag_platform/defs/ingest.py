@@ -24,7 +24,10 @@ def raw_documents(
 ) -> dg.MaterializeResult:
     stats = refresh.ingest(platform.settings(), context.run_id, is_full_rebuild(context))
     context.log.info(f"documents: {stats.as_dict()}")
-    return dg.MaterializeResult(metadata=stats.as_dict())
+    return dg.MaterializeResult(
+        metadata=stats.as_dict(),
+        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "raw_documents")),
+    )
 
 
 @dg.asset_check(
