@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,7 @@ from rag_platform.retrieval import Searcher, SearchInputError, SearchRequest
 logger = logging.getLogger("rag_platform.api")
 
 MAX_BODY_BYTES = 1024 * 1024
-ERROR_CODES = (
+ErrorCode = Literal[
     "bad_request",
     "unauthorized",
     "not_found",
@@ -34,7 +34,8 @@ ERROR_CODES = (
     "backend_unavailable",
     "index_missing",
     "internal_error",
-)
+]
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -45,17 +46,7 @@ _STATUS_CODES = {
 
 
 class ErrorDetail(BaseModel):
-    code: Literal[
-        "bad_request",
-        "unauthorized",
-        "not_found",
-        "method_not_allowed",
-        "payload_too_large",
-        "validation_error",
-        "backend_unavailable",
-        "index_missing",
-        "internal_error",
-    ]
+    code: ErrorCode
     message: str
 
 

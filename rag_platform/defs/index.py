@@ -5,6 +5,18 @@ import dagster as dg
 from rag_platform import refresh
 from rag_platform.defs.ingest import is_full_rebuild
 from rag_platform.defs.resources import PlatformResource, RefreshLockResource
+from rag_platform.quality import SuiteOutcome
+
+
+def suite_result(
+    context: dg.AssetCheckExecutionContext, platform: PlatformResource, outcome: SuiteOutcome
+) -> dg.AssetCheckResult:
+    """Record a Great Expectations outcome as a gate of the run and report it as the check's result."""
+    refresh.record_gate(platform.settings(), context.run.run_id, outcome.suite, outcome)
+    return dg.AssetCheckResult(
+        passed=outcome.passed, metadata={"rows": outcome.evaluated_rows, "message": outcome.message}
+    )
+
 
 INDEX_GATES = ("index_matches_ledger", "index_delete_fraction_within_limit", "retrieval_quality_within_tolerance")
 
@@ -34,22 +46,14 @@ def document_chunks(
 def documents_pass_quality_suite(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource
 ) -> dg.AssetCheckResult:
-    outcome = refresh.check_documents(platform.settings())
-    refresh.record_gate(platform.settings(), context.run.run_id, "documents_pass_quality_suite", outcome)
-    return dg.AssetCheckResult(
-        passed=outcome.passed, metadata={"rows": outcome.evaluated_rows, "message": outcome.message}
-    )
+    return suite_result(context, platform, refresh.check_documents(platform.settings()))
 
 
 @dg.asset_check(asset=document_chunks, blocking=True, description="Great Expectations suite over the live chunks.")
 def chunks_pass_quality_suite(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource
 ) -> dg.AssetCheckResult:
-    outcome = refresh.check_chunks(platform.settings())
-    refresh.record_gate(platform.settings(), context.run.run_id, "chunks_pass_quality_suite", outcome)
-    return dg.AssetCheckResult(
-        passed=outcome.passed, metadata={"rows": outcome.evaluated_rows, "message": outcome.message}
-    )
+    return suite_result(context, platform, refresh.check_chunks(platform.settings()))
 
 
 @dg.asset(
@@ -75,10 +79,8 @@ def chunk_embeddings(
 def embeddings_pass_quality_suite(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource
 ) -> dg.AssetCheckResult:
-    outcome = refresh.check_embeddings(platform.settings(), context.run.run_id, is_full_rebuild(context))
-    refresh.record_gate(platform.settings(), context.run.run_id, "embeddings_pass_quality_suite", outcome)
-    return dg.AssetCheckResult(
-        passed=outcome.passed, metadata={"rows": outcome.evaluated_rows, "message": outcome.message}
+    return suite_result(
+        context, platform, refresh.check_embeddings(platform.settings(), context.run.run_id, is_full_rebuild(context))
     )
 
 
