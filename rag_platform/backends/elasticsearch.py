@@ -8,7 +8,6 @@ when the server supports weighted RRF), otherwise the same client-side fusion as
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import threading
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 
     from rag_platform.config import Settings
 
-log = logging.getLogger(__name__)
 
 INDEX_OPTIONS = ("int8_hnsw", "hnsw", "bbq_hnsw", "flat", "int8_flat", "bbq_flat")
 RRF_LICENSES = frozenset({"platinum", "enterprise", "trial"})
@@ -487,14 +485,11 @@ class ElasticsearchBackend:
     # ---- versions and aliases ------------------------------------------------------------------------
 
     def _alias_holders(self, alias: str) -> list[str]:
-        import elasticsearch as es
-
+        """Physical indexes the alias points at (none when the alias does not exist yet)."""
         try:
             with self._errors():
                 return sorted(self.client.indices.get_alias(name=self._physical(alias)).keys())
         except IndexMissing:
-            return []
-        except es.NotFoundError:  # pragma: no cover - translated above
             return []
 
     def swap_alias(self, alias: str, name: str) -> None:
