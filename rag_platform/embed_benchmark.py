@@ -7,6 +7,7 @@ warm-up that loads (and, for ONNX, exports) the model outside the timed pass.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +18,7 @@ import numpy as np
 
 from rag_platform.chunking import Chunker
 from rag_platform.config import Settings
-from rag_platform.embedding import BACKENDS, SentenceTransformerEmbedder, resolve_model_path
+from rag_platform.embedding import BACKENDS, make_embedder, resolve_model_path
 from rag_platform.parsing import parse_document
 from rag_platform.records import ParsedDocument
 from rag_platform.refresh import chunker_config
@@ -76,13 +77,7 @@ def benchmark_backends(settings: Settings, n: int, log: Callable[[str], None] = 
         "torch": {"chunks_per_s": round(len(texts) / (time.perf_counter() - started), 2)}
     }
     for name in available_backends():
-        embedder = SentenceTransformerEmbedder(
-            settings.embedding.model,
-            name,
-            settings.embedding.batch_size,
-            settings.embedding.threads,
-            Path(settings.embedding.export_dir) if settings.embedding.export_dir else settings.cache_dir,
-        )
+        embedder = make_embedder(dataclasses.replace(settings.embedding, backend=name), settings.cache_dir)
         embedder.embed(texts[:8])  # load (and export, for ONNX) outside the timed pass
         started = time.perf_counter()
         vectors = embedder.embed(texts)

@@ -83,7 +83,7 @@ QUANTIZATION_RECIPE = "r2"
 
 
 def _quantization_config(onnx_file: Path, preset: str) -> Any:
-    """Dynamic int8 on MatMuls with weights, except the transformer's FFN output projections.
+    """Dynamic int8 on the MatMuls that multiply by weights, except the transformer's FFN output projections.
 
     Measured against the torch vectors (benchmarks/, README "Performance"): quantizing activation x activation
     products (attention scores) and the FFN output projections (activation outliers) cost the most cosine;

@@ -23,7 +23,7 @@ from rag_platform.backends import IndexBackend
 from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.ingest import now
 from rag_platform.records import IndexedChunk, ParsedDocument, stable_hash
-from rag_platform.warehouse import execute_many, insert_columns, scalar
+from rag_platform.warehouse import execute_many, insert_columns, registered, rows_as_dicts, scalar
 
 if TYPE_CHECKING:
     import duckdb
@@ -110,11 +110,8 @@ def _chunk_batch(
     con: duckdb.DuckDBPyConnection, chunker: Chunker, uris: Sequence[str], run_id: str, stats: ChunkStats
 ) -> None:
     """Re-chunk a batch of documents and replace their chunks in one transaction (texts read per batch)."""
-    import pyarrow as pa
-
     fp = chunker.config.fingerprint
-    con.register("batch_uris", pa.table({"uri": list(uris)}))
-    try:
+    with registered(con, "batch_uris", {"uri": uris}):
         documents = con.execute(
             """SELECT d.uri, d.document_version, d.title, d.text, d.source
                FROM current_documents d JOIN batch_uris USING (uri) ORDER BY d.uri"""
@@ -163,8 +160,6 @@ def _chunk_batch(
         )
         con.execute("COMMIT")
         stats.documents_chunked += len(documents)
-    finally:
-        con.unregister("batch_uris")
 
 
 def _delete_document_chunks(con: duckdb.DuckDBPyConnection, uri: str, fp: str) -> int:
@@ -201,18 +196,17 @@ def embed_missing(
         started = time.perf_counter()
         vectors = embedder.embed([text for _, text in batch])
         stats.model_seconds = round(stats.model_seconds + time.perf_counter() - started, 3)
-        table = pa.table(
+        insert_columns(
+            con,
+            "embedding_cache",
             {
                 "model_id": [model_id] * len(batch),
                 "text_hash": [h for h, _ in batch],
                 "vector": pa.array(list(vectors.astype(np.float32)), type=pa.list_(pa.float32())),
                 "run_id": [run_id] * len(batch),
                 "created_at": [now()] * len(batch),
-            }
+            },
         )
-        con.register("embedding_batch", table)
-        con.execute("INSERT OR REPLACE INTO embedding_cache SELECT * FROM embedding_batch")
-        con.unregister("embedding_batch")
         stats.embedded += len(batch)
         stats.batches += 1
         if progress is not None:
@@ -236,14 +230,11 @@ def index_fingerprint(chunker: ChunkerConfig, model_id: str, dim: int, backend_k
 def _vectors_for(con: duckdb.DuckDBPyConnection, model_id: str, hashes: Sequence[str]) -> dict[str, list[float]]:
     if not hashes:
         return {}
-    import pyarrow as pa
-
-    con.register("wanted", pa.table({"text_hash": list(hashes)}))
-    rows = con.execute(
-        "SELECT e.text_hash, e.vector FROM embedding_cache e JOIN wanted w USING (text_hash) WHERE e.model_id = ?",
-        [model_id],
-    ).fetchall()
-    con.unregister("wanted")
+    with registered(con, "wanted", {"text_hash": hashes}):
+        rows = con.execute(
+            "SELECT e.text_hash, e.vector FROM embedding_cache e JOIN wanted w USING (text_hash) WHERE e.model_id = ?",
+            [model_id],
+        ).fetchall()
     return {h: v for h, v in rows}
 
 
@@ -441,29 +432,20 @@ def sync_index(
 
 
 def _delete_index_state(con: duckdb.DuckDBPyConnection, name: str, chunk_ids: Sequence[str]) -> None:
-    import pyarrow as pa
-
-    con.register("gone_ids", pa.table({"chunk_id": list(chunk_ids)}))
-    try:
+    with registered(con, "gone_ids", {"chunk_id": chunk_ids}):
         con.execute(
             "DELETE FROM index_state WHERE index_name = ? AND chunk_id IN (SELECT chunk_id FROM gone_ids)", [name]
         )
-    finally:
-        con.unregister("gone_ids")
 
 
 def _chunk_rows(con: duckdb.DuckDBPyConnection, chunk_ids: Sequence[str]) -> list[dict[str, Any]]:
-    import pyarrow as pa
-
-    con.register("wanted_ids", pa.table({"chunk_id": list(chunk_ids)}))
-    cursor = con.execute(
-        """SELECT c.chunk_id, c.document_id, c.uri, c.title, c.text, c.text_hash, c.document_version, c.heading_path
-           FROM chunks c JOIN wanted_ids USING (chunk_id) ORDER BY c.chunk_id"""
-    )
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    con.unregister("wanted_ids")
-    return rows
+    with registered(con, "wanted_ids", {"chunk_id": chunk_ids}):
+        return rows_as_dicts(
+            con,
+            """SELECT c.chunk_id, c.document_id, c.uri, c.title, c.text, c.text_hash, c.document_version,
+                      c.heading_path
+               FROM chunks c JOIN wanted_ids USING (chunk_id) ORDER BY c.chunk_id""",
+        )
 
 
 def _reconcile_ledger(con: duckdb.DuckDBPyConnection, backend: IndexBackend, name: str) -> None:

@@ -167,14 +167,15 @@ def index_checksum(hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _quarantine(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def quarantine_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The quarantine table as the contract shows it: ``source``, ``reason``, ``since``."""
     return [_clean(r) for r in rows_as_dicts(con, "SELECT uri AS source, reason, since FROM quarantine ORDER BY uri")]
 
 
 def quarantined(settings: Settings) -> list[dict[str, Any]]:
     """Documents kept out of the index, each with its reason and since when (from the read snapshot)."""
     with reader(settings) as con:
-        return [] if con is None else _quarantine(con)
+        return [] if con is None else quarantine_rows(con)
 
 
 def latest_evaluation(settings: Settings) -> dict[str, Any] | None:
@@ -208,7 +209,7 @@ def status(settings: Settings, backend: IndexBackend) -> dict[str, Any]:
             }
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         documents = scalar(con, "SELECT count(*) FROM current_documents") if "current_documents" in tables else 0  # type: ignore[index]
-        quarantine = _quarantine(con)
+        quarantine = quarantine_rows(con)
         last = rows_as_dicts(
             con,
             "SELECT run_id, status, started_at, finished_at, stats FROM runs ORDER BY started_at DESC LIMIT 1",

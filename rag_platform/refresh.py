@@ -28,6 +28,7 @@ from rag_platform.indexing import (
     sync_index,
 )
 from rag_platform.ingest import IngestStats, ingest_sources, list_sources, now
+from rag_platform.lineage import quarantine_rows
 from rag_platform.locking import pid_alive
 from rag_platform.progress import Progress
 from rag_platform.quality import (
@@ -38,7 +39,7 @@ from rag_platform.quality import (
     validate_documents,
     validate_embeddings,
 )
-from rag_platform.warehouse import execute_many, first_row, rows_as_dicts
+from rag_platform.warehouse import first_row, registered
 
 if TYPE_CHECKING:
     import duckdb
@@ -154,7 +155,7 @@ def ingest(settings: Settings, run_id: str, full: bool = False) -> IngestStats:
 def quarantine_report(settings: Settings) -> list[dict[str, Any]]:
     """Documents currently kept out of the index, with reasons (read inside the run, from the warehouse)."""
     with warehouse.writer(settings) as con:
-        return rows_as_dicts(con, "SELECT uri AS source, reason, since FROM quarantine ORDER BY uri")
+        return quarantine_rows(con)
 
 
 def chunk(settings: Settings, run_id: str, full: bool = False) -> ChunkStats:
@@ -230,11 +231,10 @@ def check_embeddings(settings: Settings, run_id: str, full: bool = False) -> Sui
         return SuiteOutcome("embeddings_pass_quality_suite", True, 0)
     outcome = validate_embeddings(embedding_profile([r[0] for r in rows], [r[1] for r in rows]), embedder.dimension)
     if not outcome.passed:
-        with warehouse.writer(settings) as con:
-            execute_many(
-                con,
-                "DELETE FROM embedding_cache WHERE model_id = ? AND text_hash = ?",
-                [[embedder.model_id, r[0]] for r in rows],
+        with warehouse.writer(settings) as con, registered(con, "failed", {"text_hash": [r[0] for r in rows]}):
+            con.execute(
+                "DELETE FROM embedding_cache WHERE model_id = ? AND text_hash IN (SELECT text_hash FROM failed)",
+                [embedder.model_id],
             )
     return outcome
 

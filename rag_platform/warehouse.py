@@ -200,23 +200,29 @@ def rows_as_dicts(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] 
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, view: str, columns: Mapping[str, Sequence[Any]]) -> Iterator[int]:
+    """Expose Python columns to SQL as the view ``view`` for the duration (through Arrow); yields the row count."""
+    import pyarrow as pa
+
+    data = pa.table({name: v if isinstance(v, pa.Array) else list(v) for name, v in columns.items()})
+    con.register(view, data)
+    try:
+        yield data.num_rows
+    finally:
+        con.unregister(view)
+
+
 def insert_columns(
-    con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, Sequence[Any]], replace: bool = True
+    con: duckdb.DuckDBPyConnection, table: str, columns: Mapping[str, Sequence[Any]], replace: bool = True
 ) -> None:
     """Insert rows given as columns (in the table's column order) in one statement, through Arrow: much faster
     than ``executemany``, which DuckDB runs row by row."""
-    import pyarrow as pa
-
-    data = pa.table({name: list(values) for name, values in columns.items()})
-    if not data.num_rows:
-        return
     view = f"_insert_{table}"
-    con.register(view, data)
-    try:
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        con.execute(f"{verb} INTO {table} SELECT * FROM {view}")
-    finally:
-        con.unregister(view)
+    with registered(con, view, columns) as rows:
+        if rows:
+            verb = "INSERT OR REPLACE" if replace else "INSERT"
+            con.execute(f"{verb} INTO {table} SELECT * FROM {view}")
 
 
 def execute_many(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequence[object]]) -> None:

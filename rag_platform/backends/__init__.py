@@ -24,6 +24,9 @@ from rag_platform.records import Hit, IndexedChunk
 if TYPE_CHECKING:
     from rag_platform.config import Settings
 
+# Backends fetch this many results beyond ``k``, so ties at the cut are ordered by chunk id, not by chance.
+TIE_MARGIN = 16
+
 FILTER_FIELDS = frozenset({"document_id", "source", "document_version", "title", "chunk_id"})
 
 Filters = Mapping[str, str | Sequence[str]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rag_platform.backends import (
     FILTER_FIELDS,
+    TIE_MARGIN,
     BackendError,
     BackendUnavailable,
     BulkWriteError,
@@ -407,31 +408,22 @@ class ElasticsearchBackend:
     def bm25_query(query: str, filters: Filters | None) -> dict[str, Any]:
         return {"bool": {"must": [{"match": {"text": {"query": query}}}], "filter": filter_clauses(filters)}}
 
-    def search_dense(self, name: str, vector: Sequence[float], k: int, filters: Filters | None = None) -> list[Hit]:
-        fetch = k + 16  # a little beyond k, so ties at the cut are ordered by chunk id
+    def _ranked(self, name: str, k: int, score: Callable[[float], float] = float, **request: Any) -> list[Hit]:
+        """Run one search for ``k`` hits (plus the tie margin) and return them ordered, ties by chunk id."""
         with self._errors(name):
             body = self.client.search(
-                index=self._physical(name),
-                knn=self.knn_clause(vector, fetch, filters),
-                size=fetch,
-                source={"includes": _SOURCE_FIELDS},
+                index=self._physical(name), size=k + TIE_MARGIN, source={"includes": _SOURCE_FIELDS}, **request
             )
-        hits = [self._hit(doc, cosine_from_score(float(doc["_score"]))) for doc in body["hits"]["hits"]]
-        return sort_hits(hits)[:k]
+        return sort_hits([self._hit(doc, score(float(doc["_score"]))) for doc in body["hits"]["hits"]])[:k]
+
+    def search_dense(self, name: str, vector: Sequence[float], k: int, filters: Filters | None = None) -> list[Hit]:
+        return self._ranked(name, k, cosine_from_score, knn=self.knn_clause(vector, k + TIE_MARGIN, filters))
 
     def search_keyword(self, name: str, query: str, k: int, filters: Filters | None = None) -> list[Hit]:
         if not query.strip():
             filter_clauses(filters)  # still reject bad filters
             return []
-        fetch = k + 16
-        with self._errors(name):
-            body = self.client.search(
-                index=self._physical(name),
-                query=self.bm25_query(query, filters),
-                size=fetch,
-                source={"includes": _SOURCE_FIELDS},
-            )
-        return sort_hits([self._hit(doc, float(doc["_score"])) for doc in body["hits"]["hits"]])[:k]
+        return self._ranked(name, k, query=self.bm25_query(query, filters))
 
     def server_side_rrf(self, weights: tuple[float, float]) -> bool:
         """The RRF retriever needs a platinum/enterprise/trial license; per-retriever weights need 9.2+."""
@@ -455,15 +447,9 @@ class ElasticsearchBackend:
             dense = self.search_dense(name, vector, depth, filters)
             keyword = self.search_keyword(name, query, depth, filters)
             return reciprocal_rank_fusion([dense, keyword], k, rrf_k, weights)
-        fetch = k + 16
-        with self._errors(name):
-            body = self.client.search(
-                index=self._physical(name),
-                retriever=self.rrf_retriever(query, vector, depth, filters, rrf_k=rrf_k, weights=weights),
-                size=fetch,
-                source={"includes": _SOURCE_FIELDS},
-            )
-        return sort_hits([self._hit(doc, float(doc["_score"])) for doc in body["hits"]["hits"]])[:k]
+        return self._ranked(
+            name, k, retriever=self.rrf_retriever(query, vector, depth, filters, rrf_k=rrf_k, weights=weights)
+        )
 
     def rrf_retriever(
         self,

@@ -15,6 +15,7 @@ import numpy as np
 
 from rag_platform.backends import (
     FILTER_FIELDS,
+    TIE_MARGIN,
     BackendError,
     Filters,
     IndexMissing,
@@ -277,10 +278,11 @@ class LanceDBBackend:
     ) -> list[tuple[str, float]]:
         table = self._table(name)
         where = where_clause(filters)
-        if where is None and table.count_rows() < self.ann_min_rows:
+        exact = table.count_rows() < self.ann_min_rows
+        if exact and where is None:
             return self._exact_dense(name, vector, fetch)
         query = table.search(list(map(float, vector)), vector_column_name="vector").metric("cosine")
-        if table.count_rows() < self.ann_min_rows:
+        if exact:
             query = query.bypass_vector_index()
         if where:
             query = query.where(where, prefilter=True)
@@ -308,11 +310,10 @@ class LanceDBBackend:
         return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:k]
 
     def search_dense(self, name: str, vector: Sequence[float], k: int, filters: Filters | None = None) -> list[Hit]:
-        fetch = k + 16  # a little beyond k, so ties at the cut are ordered by chunk id
-        return self._hydrate(name, self._top(self._dense_ids(name, vector, fetch, filters), k))
+        return self._hydrate(name, self._top(self._dense_ids(name, vector, k + TIE_MARGIN, filters), k))
 
     def search_keyword(self, name: str, query: str, k: int, filters: Filters | None = None) -> list[Hit]:
-        return self._hydrate(name, self._top(self._keyword_ids(name, query, k + 16, filters), k))
+        return self._hydrate(name, self._top(self._keyword_ids(name, query, k + TIE_MARGIN, filters), k))
 
     def search_hybrid(
         self,
@@ -329,8 +330,8 @@ class LanceDBBackend:
         """Fusion over ids and scores first; only the fused top ``k`` rows are read from the table."""
         depth = max(candidates, k)
         # Both candidate lists at once: LanceDB and numpy release the GIL while they search.
-        keyword = self._pool().submit(self._keyword_ids, name, query, depth + 16, filters)
-        dense = self._dense_ids(name, vector, depth + 16, filters)
+        keyword = self._pool().submit(self._keyword_ids, name, query, depth + TIE_MARGIN, filters)
+        dense = self._dense_ids(name, vector, depth + TIE_MARGIN, filters)
         rankings = [
             [_stub(cid, score) for cid, score in self._top(dense, depth)],
             [_stub(cid, score) for cid, score in self._top(keyword.result(), depth)],
