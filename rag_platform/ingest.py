@@ -7,15 +7,15 @@ cannot be read is quarantined with its reason (and leaves the live corpus if it 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag_platform import faults
 from rag_platform.records import document_id
 from rag_platform.sources import SourceFile, file_fingerprint, read_file, scan_source
-from rag_platform.warehouse import execute_many, first_row
+from rag_platform.warehouse import first_row, insert_columns, registered
 
 if TYPE_CHECKING:
     import duckdb
@@ -71,22 +71,83 @@ def _live_versions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {uri: version for uri, version, deleted in rows if not deleted}
 
 
-def _event(con: duckdb.DuckDBPyConnection, uri: str, event: str, version: str | None, run_id: str) -> None:
-    con.execute(
-        "INSERT INTO document_events VALUES (?, ?, ?, ?, ?, ?)", [uri, document_id(uri), event, version, run_id, now()]
-    )
+@dataclass(slots=True)
+class _Writes:
+    """Rows of one batch of files, written together: a statement per file would dominate the ingest."""
+
+    run_id: str
+    raw: list[tuple[object, ...]] = field(default_factory=list)
+    events: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    file_state: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
+    quarantine: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    unquarantine: list[str] = field(default_factory=list)
+
+    def event(self, uri: str, event: str, version: str | None) -> None:
+        self.events.append((uri, document_id(uri), event, version))
+
+    def tombstone(self, uri: str, source: str) -> None:
+        self.raw.append((uri, document_id(uri), source, None, True, None, None, None, None, None, None))
+
+    def flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        stamp = now()
+        if self.unquarantine:
+            with registered(con, "_unquarantined", {"uri": self.unquarantine}):
+                con.execute("DELETE FROM quarantine WHERE uri IN (SELECT uri FROM _unquarantined)")
+        insert_columns(con, "file_state", _columns(FILE_STATE_COLUMNS, self.file_state))
+        insert_columns(
+            con,
+            "quarantine",
+            _columns(QUARANTINE_COLUMNS, [(*row, stamp, self.run_id) for row in self.quarantine]),
+        )
+        # Inserted in scan order, so ``seq`` keeps the order in which versions were seen.
+        insert_columns(
+            con,
+            "raw_documents",
+            _columns(RAW_COLUMNS, [(*row, self.run_id, stamp) for row in self.raw]),
+            replace=False,
+        )
+        insert_columns(
+            con,
+            "document_events",
+            _columns(EVENT_COLUMNS, [(*row, self.run_id, stamp) for row in self.events]),
+            replace=False,
+        )
+        self.raw.clear()
+        self.events.clear()
+        self.file_state.clear()
+        self.quarantine.clear()
+        self.unquarantine.clear()
 
 
-def _tombstone(con: duckdb.DuckDBPyConnection, uri: str, source: str, run_id: str) -> None:
-    con.execute(
-        """INSERT INTO raw_documents (uri, document_id, source, document_version, is_deleted, run_id, ingested_at)
-           VALUES (?, ?, ?, NULL, TRUE, ?, ?)""",
-        [uri, document_id(uri), source, run_id, now()],
-    )
+RAW_COLUMNS = (
+    "uri",
+    "document_id",
+    "source",
+    "document_version",
+    "is_deleted",
+    "title",
+    "raw_text",
+    "mime",
+    "path",
+    "size_bytes",
+    "modified_at",
+    "run_id",
+    "ingested_at",
+)
+FILE_STATE_COLUMNS = ("uri", "source", "file_key", "document_version", "status")
+QUARANTINE_COLUMNS = ("uri", "source", "reason", "document_version", "since", "run_id")
+EVENT_COLUMNS = ("uri", "document_id", "event", "document_version", "run_id", "occurred_at")
+
+
+def _columns(names: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> dict[str, list[object]]:
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)} if rows else {}
 
 
 def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id: str, max_bytes: int) -> IngestStats:
-    """Bring the warehouse's raw document versions in line with the files under ``roots``."""
+    """Bring the warehouse's raw document versions in line with the files under ``roots``.
+
+    Writes go out in one transaction per ``INGEST_BATCH`` files, each table in one statement.
+    """
     stats = IngestStats()
     live = _live_versions(con)
     known = {
@@ -97,37 +158,46 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
     }
     quarantined_before = {r[0]: r[1] for r in con.execute("SELECT uri, reason FROM quarantine").fetchall()}
     seen: set[str] = set()
-    sources_by_uri: dict[str, str] = {}
-    # Statements are grouped into transactions of INGEST_BATCH files: one commit per file would dominate.
-    con.execute("BEGIN")
+    writes = _Writes(run_id)
+
+    def commit() -> None:
+        con.execute("BEGIN")
+        writes.flush(con)
+        con.execute("COMMIT")
+
     for root in roots:
         if not root.is_dir():
             continue  # a vanished source counts as deleting its files (guarded by gates.max_delete_fraction)
         for file in scan_source(root):
             stats.scanned += 1
             seen.add(file.uri)
-            sources_by_uri[file.uri] = file.source
-            _ingest_file(con, file, run_id, max_bytes, live, known, quarantined_before, stats)
+            _ingest_file(writes, file, max_bytes, live, known, quarantined_before, stats)
             if stats.scanned % INGEST_BATCH == 0:
-                con.execute("COMMIT")
-                con.execute("BEGIN")
-    for uri in sorted(set(live) - seen):
-        source = first_row(con, "SELECT source FROM raw_documents WHERE uri = ? LIMIT 1", [uri])
-        _tombstone(con, uri, source[0] if source else "", run_id)
-        _event(con, uri, "deleted", None, run_id)
+                commit()
+    vanished = sorted(set(live) - seen)
+    with registered(con, "_vanished", {"uri": vanished}):
+        sources = dict(
+            con.execute(
+                "SELECT uri, any_value(source) FROM raw_documents WHERE uri IN (SELECT uri FROM _vanished) GROUP BY uri"
+            ).fetchall()
+        )
+    for uri in vanished:
+        writes.tombstone(uri, sources.get(uri, ""))
+        writes.event(uri, "deleted", None)
         stats.deleted += 1
     gone = [uri for uri in set(known) | set(quarantined_before) if uri not in seen]
-    if gone:
-        execute_many(con, "DELETE FROM file_state WHERE uri = ?", [[u] for u in gone])
-        execute_many(con, "DELETE FROM quarantine WHERE uri = ?", [[u] for u in gone])
+    con.execute("BEGIN")
+    writes.flush(con)
+    with registered(con, "_gone", {"uri": gone}):
+        con.execute("DELETE FROM file_state WHERE uri IN (SELECT uri FROM _gone)")
+        con.execute("DELETE FROM quarantine WHERE uri IN (SELECT uri FROM _gone)")
     con.execute("COMMIT")
     return stats
 
 
 def _ingest_file(
-    con: duckdb.DuckDBPyConnection,
+    writes: _Writes,
     file: SourceFile,
-    run_id: str,
     max_bytes: int,
     live: dict[str, str],
     known: dict[str, tuple[str, str | None, str]],
@@ -144,23 +214,19 @@ def _ingest_file(
         return
     faults.checkpoint("parse")
     result = read_file(file, max_bytes)
-    con.execute(
-        "INSERT OR REPLACE INTO file_state VALUES (?, ?, ?, ?, ?)",
-        [file.uri, file.source, key, result.document_version, "quarantined" if result.quarantined else "document"],
-    )
+    status = "quarantined" if result.quarantined else "document"
+    writes.file_state.append((file.uri, file.source, key, result.document_version, status))
     if result.quarantined is not None:
         stats.quarantined += 1
         q = result.quarantined
         if quarantined_before.get(file.uri) != q.reason:
-            con.execute(
-                "INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
-                [q.uri, q.source, q.reason, q.document_version, now(), run_id],
-            )
-            _event(con, file.uri, "quarantined", q.document_version, run_id)
+            writes.quarantine.append((q.uri, q.source, q.reason, q.document_version))
+            writes.event(file.uri, "quarantined", q.document_version)
         if file.uri in live:
-            _tombstone(con, file.uri, file.source, run_id)
+            writes.tombstone(file.uri, file.source)
         return
-    con.execute("DELETE FROM quarantine WHERE uri = ?", [file.uri])
+    if file.uri in quarantined_before:
+        writes.unquarantine.append(file.uri)
     doc = result.document
     assert doc is not None
     if live.get(file.uri) == doc.document_version:
@@ -171,23 +237,19 @@ def _ingest_file(
         stats.modified += 1
     else:
         stats.added += 1
-    con.execute(
-        """INSERT INTO raw_documents (uri, document_id, source, document_version, is_deleted, title, raw_text, mime,
-                                      path, size_bytes, modified_at, run_id, ingested_at)
-           VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [
+    writes.raw.append(
+        (
             doc.uri,
             doc.document_id,
             file.source,
             doc.document_version,
+            False,
             doc.title,
             doc.text,
             doc.mime,
             file.path,
             doc.metadata["size_bytes"],
             file.modified_at,
-            run_id,
-            now(),
-        ],
+        )
     )
-    _event(con, file.uri, event, doc.document_version, run_id)
+    writes.event(file.uri, event, doc.document_version)

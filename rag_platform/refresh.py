@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,38 @@ def data_version(settings: Settings, asset: str) -> str:
             {k: v for k, v in params.items() if f"${k}" in sql},
         )
     return str(row[0])[:16] if row else "empty"
+
+
+def prewarm(settings: Settings) -> threading.Thread:
+    """Load what later steps need on a background thread while the first steps scan files and wait on dbt;
+    steps then find them loaded. Failures are left for the step that needs the component to report."""
+    import importlib
+
+    def open_backend() -> None:
+        from rag_platform.backends import make_backend
+
+        backend = make_backend(settings)
+        try:
+            backend.list_versions(settings.index.alias)
+        finally:
+            backend.close()
+
+    def load() -> None:
+        # In the order the steps need them; all load while dbt runs.
+        steps: list[Callable[[], object]] = [
+            functools.partial(importlib.import_module, "great_expectations"),
+            open_backend,
+            lambda: cached_embedder(settings.embedding, settings.cache_dir).dimension,
+        ]
+        for step in steps:
+            try:
+                step()
+            except Exception:  # reported by the step that needs it
+                logger.debug("prewarm failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="rag-prewarm", daemon=True)
+    thread.start()
+    return thread
 
 
 def check_backend_reachable(settings: Settings) -> None:

@@ -216,13 +216,16 @@ def registered(con: duckdb.DuckDBPyConnection, view: str, columns: Mapping[str, 
 def insert_columns(
     con: duckdb.DuckDBPyConnection, table: str, columns: Mapping[str, Sequence[Any]], replace: bool = True
 ) -> None:
-    """Insert rows given as columns (in the table's column order) in one statement, through Arrow: much faster
-    than ``executemany``, which DuckDB runs row by row."""
+    """Insert rows given as named columns in one statement, through Arrow: much faster than ``executemany``,
+    which DuckDB runs row by row. Columns not given take their defaults."""
+    if not columns:
+        return
     view = f"_insert_{table}"
     with registered(con, view, columns) as rows:
         if rows:
             verb = "INSERT OR REPLACE" if replace else "INSERT"
-            con.execute(f"{verb} INTO {table} SELECT * FROM {view}")
+            names = ", ".join(columns)
+            con.execute(f"{verb} INTO {table} ({names}) SELECT {names} FROM {view}")
 
 
 def execute_many(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequence[object]]) -> None:

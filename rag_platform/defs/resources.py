@@ -10,6 +10,7 @@ import dagster as dg
 from rag_platform.backends import IndexBackend, make_backend
 from rag_platform.config import Settings, load_settings
 from rag_platform.locking import refresh_lock
+from rag_platform.refresh import prewarm
 
 
 class PlatformResource(dg.ConfigurableResource):
@@ -25,7 +26,9 @@ class PlatformResource(dg.ConfigurableResource):
 
 
 class RefreshLockResource(dg.ConfigurableResource):
-    """Holds the platform's refresh lock for the whole run, so runs from the CLI, sensors and UI never interleave."""
+    """Holds the platform's refresh lock for the whole run, so runs from the CLI, sensors and UI never interleave.
+
+    Once the run holds it, the components later steps need start loading in the background."""
 
     home: str = ""
     timeout_s: float = 3600.0
@@ -34,4 +37,5 @@ class RefreshLockResource(dg.ConfigurableResource):
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[Any]:
         settings = load_settings(Path(self.home) if self.home else None)
         with refresh_lock(settings.lock_path, self.timeout_s, on_wait=context.log.info if context.log else None):
+            prewarm(settings)
             yield self

@@ -88,6 +88,24 @@ def test_the_served_index_has_a_configurable_freshness_policy(
     )
 
 
+def test_dbt_resource_skips_the_version_subprocess_and_the_unused_adapter() -> None:
+    import re
+
+    from dagster_dbt import DbtCliResource
+    from packaging import version
+
+    from rag_platform.defs.transform import dbt_resource
+
+    resource = dbt_resource()
+    for hook in ("_cli_version", "_initialize_dbt_core_adapter"):
+        assert hook in vars(DbtCliResource), f"dagster-dbt no longer calls {hook}: the override is dead code"
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
+    assert type(resource)._cli_version is not DbtCliResource._cli_version
+    reported = subprocess.run([resource.dbt_executable, "--version"], capture_output=True, text=True, check=True)
+    match = re.search(r"(\d+\.\d+\.\d+)", reported.stdout)
+    assert match and resource._cli_version == version.parse(match.group(1))
+
+
 def test_domain_modules_do_not_import_dagster() -> None:
     code = (
         "import sys\n"
