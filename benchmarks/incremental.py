@@ -1,7 +1,8 @@
-"""Incremental refresh cost: a full build of a synthetic corpus, then a refresh after 1% of the documents
-changed (a third modified, a third added, a third deleted), both through the `rag-platform` CLI.
+"""Incremental refresh cost: a full build of a synthetic corpus, then a refresh with nothing changed, then one
+after 1% of the documents changed (a third modified, a third added, a third deleted), all through the
+`rag-platform` CLI; per corpus size, since a refresh's fixed cost weighs less as the corpus grows.
 
-Writes benchmarks/results/incremental.json. Usage: python benchmarks/incremental.py [--documents 2000]
+Writes benchmarks/results/incremental.json. Usage: python benchmarks/incremental.py [--documents 2000 20000]
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ def refresh(home: Path, *args: str) -> dict[str, Any]:
     return cli(home, "refresh", *args)
 
 
-def run(documents: int, fraction: float = 0.01) -> dict[str, Any]:
+def run(sizes: list[int], fraction: float = 0.01) -> dict[str, Any]:
+    return {"fraction": fraction, "sizes": [run_one(documents, fraction) for documents in sizes]}
+
+
+def run_one(documents: int, fraction: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         root = Path(tmp)
         corpus, home = root / "corpus", root / "home"
@@ -36,6 +41,7 @@ def run(documents: int, fraction: float = 0.01) -> dict[str, Any]:
         "no_change_refresh": {k: unchanged[k] for k in ("seconds", "wall_seconds", "chunks")},
         "incremental_refresh": {k: incremental[k] for k in ("seconds", "wall_seconds", "documents", "chunks", "index")},
         "incremental_share_of_full": round(incremental["seconds"] / full["seconds"], 4),
+        "incremental_wall_share_of_full": round(incremental["wall_seconds"] / full["wall_seconds"], 4),
         "unchanged_chunks_reembedded": max(0, incremental["chunks"]["embedded"] - incremental["chunks"]["added"]),
         "full_chunks_per_s": round(full["chunks"]["total"] / full["seconds"], 2),
     }
@@ -43,7 +49,7 @@ def run(documents: int, fraction: float = 0.01) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--documents", type=int, default=2000)
+    parser.add_argument("--documents", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--fraction", type=float, default=0.01)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

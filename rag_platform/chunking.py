@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -194,10 +196,49 @@ def _pack(units: list[_Unit], budget: int, overlap: int) -> list[str]:
     return chunks
 
 
+_worker_chunker: Chunker | None = None
+
+
+def _start_worker(config: ChunkerConfig) -> None:
+    global _worker_chunker
+    _worker_chunker = Chunker(config)
+
+
+def _chunk_in_worker(doc: ParsedDocument) -> list[Chunk]:
+    assert _worker_chunker is not None
+    return _worker_chunker.chunk(doc)
+
+
 class Chunker:
     def __init__(self, config: ChunkerConfig, count_tokens: TokenCounter | None = None):
         self.config = config
         self.count_tokens = count_tokens or HFTokenCounter(config.tokenizer)
+        self._pool: Executor | None = None
+
+    @contextmanager
+    def parallel(self, workers: int) -> Iterator[None]:
+        """Within the block, ``chunk_many`` spreads documents over ``workers`` processes (spawned, not forked:
+        the caller may run threads). Only the model's own token counter can travel to them; with another
+        counter, or one worker, chunking stays in this process."""
+        if workers <= 1 or not isinstance(self.count_tokens, HFTokenCounter):
+            yield
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, spawn, initializer=_start_worker, initargs=(self.config,)) as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
+
+    def chunk_many(self, docs: Sequence[ParsedDocument]) -> list[list[Chunk]]:
+        """Chunks of each document, in order; on worker processes inside ``parallel``."""
+        if self._pool is None or len(docs) < 2:
+            return [self.chunk(doc) for doc in docs]
+        return list(self._pool.map(_chunk_in_worker, docs, chunksize=max(1, len(docs) // 32)))
 
     def chunk(self, doc: ParsedDocument) -> list[Chunk]:
         sections = split_sections(doc.text, doc.title)

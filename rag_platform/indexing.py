@@ -10,6 +10,7 @@ Each step reads the ledger, does only the work the delta needs, and records what
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -100,8 +101,11 @@ def sync_chunks(con: duckdb.DuckDBPyConnection, chunker: Chunker, run_id: str, f
         stats.chunks_deleted += _delete_document_chunks(con, uri, fp)
         con.execute("DELETE FROM chunked_documents WHERE uri = ? AND chunker = ?", [uri, fp])
         stats.documents_removed += 1
-    for batch in _batches(changed, CHUNK_BATCH):
-        _chunk_batch(con, chunker, [uri for uri, _ in batch], run_id, stats)
+    # Worker processes pay off from a few hundred documents on (their start-up costs about a second).
+    workers = (os.cpu_count() or 1) if len(changed) >= PARALLEL_CHUNKING_MIN_DOCUMENTS else 1
+    with chunker.parallel(workers):
+        for batch in _batches(changed, CHUNK_BATCH):
+            _chunk_batch(con, chunker, [uri for uri, _ in batch], run_id, stats)
     stats.chunks_total = scalar(con, "SELECT count(*) FROM chunks WHERE chunker = ?", [fp])
     return stats
 
@@ -125,9 +129,12 @@ def _chunk_batch(
         rows: list[tuple[Any, ...]] = []
         versions = []
         created = now()
-        for uri, version, title, text, source in documents:
-            doc = ParsedDocument(uri=uri, document_version=version, title=title, text=text, mime="text/markdown")
-            for c in chunker.chunk(doc):
+        parsed = [
+            ParsedDocument(uri=uri, document_version=version, title=title, text=text, mime="text/markdown")
+            for uri, version, title, text, _ in documents
+        ]
+        for (uri, version, _, _, source), chunks in zip(documents, chunker.chunk_many(parsed), strict=True):
+            for c in chunks:
                 rows.append(
                     (
                         c.chunk_id,
@@ -273,6 +280,7 @@ def plan_index_version(
 
 
 CHUNK_BATCH = 200  # documents re-chunked (and committed) together
+PARALLEL_CHUNKING_MIN_DOCUMENTS = 400
 CHUNK_COLUMNS = (
     "chunk_id",
     "chunker",

@@ -120,3 +120,13 @@ def test_a_document_of_headings_only_is_still_indexable(counter: HFTokenCounter)
     chunks = chunker(counter).chunk(make_doc("# Roadmap\n\n## Streaming ingestion\n\n## Multi-tenant aliases\n"))
     assert len(chunks) == 1
     assert "Streaming ingestion" in chunks[0].text and "Multi-tenant aliases" in chunks[0].text
+
+
+def test_worker_processes_give_the_same_chunks_in_document_order(counter: HFTokenCounter) -> None:
+    docs = [make_doc(DOC_TEXT.replace("step one", f"step {i}"), f"file:///docs/guide-{i}.md") for i in range(40)]
+    local = chunker(counter)
+    expected = [local.chunk(doc) for doc in docs]
+    with local.parallel(2):
+        assert local._pool is not None
+        assert local.chunk_many(docs) == expected
+    assert local._pool is None

@@ -37,5 +37,8 @@ class RefreshLockResource(dg.ConfigurableResource):
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[Any]:
         settings = load_settings(Path(self.home) if self.home else None)
         with refresh_lock(settings.lock_path, self.timeout_s, on_wait=context.log.info if context.log else None):
-            prewarm(settings)
-            yield self
+            warming = prewarm(settings)
+            try:
+                yield self
+            finally:
+                warming.join()  # never leave a half-done import or model load to interpreter shutdown
