@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from rag_platform.backends import (
     IndexVersion,
     WritePolicy,
 )
-from rag_platform.fusion import reciprocal_rank_fusion, sort_hits
+from rag_platform.fusion import fuse_ids, sort_hits
 from rag_platform.records import Hit, IndexedChunk, sha256_hex
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
@@ -30,9 +32,8 @@ _DELETE_BATCH = 500
 _COLUMNS = ("chunk_id", "document_id", "source", "title", "text", "heading_path", "document_version", "run_id")
 
 
-def _stub(chunk_id: str, score: float) -> Hit:
-    """A ranked id awaiting its stored fields (fusion needs only ids and ranks)."""
-    return Hit(chunk_id, "", "", "", "", "", score)
+Ranked = tuple[str, float, int]
+"""A search candidate: chunk id, score and the row id that locates it in the searched table version."""
 
 
 def _quote(value: str) -> str:
@@ -54,6 +55,44 @@ def where_clause(filters: Filters | None) -> str | None:
     return " AND ".join(parts)
 
 
+def dense_reach(k: int, rrf_k: int, weights: tuple[float, float]) -> int:
+    """How many leading dense candidates can end in the weighted-RRF top ``k`` of (dense, keyword) rankings; 0 when
+    keyword alone can carry a hit in, or when more than ``2 * k`` could. Once the dense list holds ``k`` hits, a
+    hit needs at least the k-th dense share less the largest keyword share: ``wd/(rrf_k+k) - wk/(rrf_k+1)``."""
+    dense, keyword = weights
+    floor = dense / (rrf_k + k) - max(keyword, 0.0) / (rrf_k + 1)
+    if dense <= 0 or floor <= 0:
+        return 0
+    reach = math.floor(dense / floor) - rrf_k  # dense / (rrf_k + rank) >= floor
+    return reach if reach <= 2 * k else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """One table version as searches read it: a handle pinned to that version, its row ids (ascending) and the
+    chunk id of each row, plus the rows' unit vectors for exact search (None when the table is searched by ANN).
+    Candidate lists and row reads of one search all use the same snapshot, so row ids stay valid throughout."""
+
+    version: int
+    table: Any
+    row_ids: np.ndarray
+    chunk_ids: Any  # pyarrow StringArray, aligned with row_ids
+    vectors: np.ndarray | None
+
+    def ranked(self, row_ids: Sequence[int], scores: Sequence[float]) -> list[Ranked]:
+        """(chunk id, score, row id) for row ids this version returned."""
+        wanted = np.asarray(row_ids, dtype=np.uint64)
+        at = np.searchsorted(self.row_ids, wanted)
+        if len(at) and (at.max() >= len(self.row_ids) or not np.array_equal(self.row_ids[at], wanted)):
+            raise BackendError(f"row ids outside table version {self.version}")
+        return self.at(at, scores)
+
+    def at(self, positions: np.ndarray, scores: Sequence[float]) -> list[Ranked]:
+        """(chunk id, score, row id) for row positions in this snapshot."""
+        ids = self.chunk_ids.take(positions).to_pylist()
+        return list(zip(ids, map(float, scores), map(int, self.row_ids[positions]), strict=True))
+
+
 class LanceDBBackend:
     """Embedded search index. Exact (flat) kNN below ``ann_min_rows`` rows, an IVF-PQ index above."""
 
@@ -64,7 +103,7 @@ class LanceDBBackend:
         self.ann_min_rows = ann_min_rows
         self._db: Any = None
         self._tables: dict[str, Any] = {}
-        self._matrices: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._snapshots: dict[str, _Snapshot] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
 
@@ -73,6 +112,10 @@ class LanceDBBackend:
     def _connect(self) -> Any:
         with self._lock:
             if self._db is None:
+                # Lance reserves two cores for I/O and runs compute on the rest, on one thread where that leaves
+                # fewer: the keyword and vector halves of a hybrid search would queue for it. A default only.
+                if (os.cpu_count() or 1) < 4:
+                    os.environ.setdefault("LANCE_CPU_THREADS", "2")
                 import lancedb
 
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -85,6 +128,7 @@ class LanceDBBackend:
         return set(names if names is not None else result)
 
     def _table(self, name: str) -> Any:
+        """The table's handle for writes, moved to the latest version (another process may have written)."""
         self._check_name(name)
         with self._lock:
             table = self._tables.get(name)
@@ -171,6 +215,9 @@ class LanceDBBackend:
         with self._lock:
             rows = table.count_rows()
             if rows:
+                # Merge the small fragments that batched writes leave and drop deleted rows: fewer files to read
+                # per search. Versions a reader may still be on are kept (the default cleanup age is a week).
+                table.optimize()
                 table.create_fts_index("text", replace=True, use_tantivy=False, with_position=False)
                 table.create_scalar_index("chunk_id", replace=True)  # row lookups by id stay fast
             if rows >= self.ann_min_rows and not any(i.index_type.startswith("IVF") for i in table.list_indices()):
@@ -228,92 +275,96 @@ class LanceDBBackend:
                 self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancedb-search")
             return self._executor
 
-    def _matrix(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, unit vectors) of a table version, held in memory for exact search; reloaded when the
-        table changes."""
-        table = self._table(name)
-        version = int(table.version)
+    def _snapshot(self, name: str) -> _Snapshot:
+        """The latest version of a table, for searching; reloaded only when the version changes."""
+        version = int(self._table(name).version)
         with self._lock:
-            cached = self._matrices.get(name)
-            if cached is not None and cached[0] == version:
-                return cached[1], cached[2]
-            data = table.search().select(["chunk_id", "vector"]).limit(None).to_arrow()
-            ids = np.asarray(data["chunk_id"].to_pylist(), dtype=object)
-            column = data["vector"].combine_chunks()
-            dim = column.type.list_size
-            vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.maximum(norms, 1e-12)
-            self._matrices[name] = (version, ids, vectors)
-            return ids, vectors
+            cached = self._snapshots.get(name)
+            if cached is not None and cached.version == version:
+                return cached
+            table = self._connect().open_table(name)
+            table.checkout(version)
+            exact = table.count_rows() < self.ann_min_rows
+            columns = ["chunk_id", "vector"] if exact else ["chunk_id"]
+            data = table.search().select(columns).with_row_id(True).limit(None).to_arrow()
+            row_ids = data["_rowid"].to_numpy().astype(np.uint64)
+            order = np.argsort(row_ids, kind="stable")
+            vectors = None
+            if exact:
+                column = data["vector"].combine_chunks()
+                vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)
+                vectors = vectors[order].astype(np.float32)
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            snapshot = _Snapshot(version, table, row_ids[order], data["chunk_id"].combine_chunks().take(order), vectors)
+            self._snapshots[name] = snapshot
+            return snapshot
 
-    def _exact_dense(self, name: str, vector: Sequence[float], fetch: int) -> list[tuple[str, float]]:
-        ids, vectors = self._matrix(name)
-        if not len(ids):
-            return []
+    @staticmethod
+    def _exact_dense(snapshot: _Snapshot, vectors: np.ndarray, vector: Sequence[float], fetch: int) -> list[Ranked]:
         query = np.asarray(vector, dtype=np.float32)
-        query = query / max(float(np.linalg.norm(query)), 1e-12)
-        scores = vectors @ query
-        top = np.argpartition(-scores, min(fetch, len(ids)) - 1)[:fetch] if len(ids) > fetch else np.arange(len(ids))
-        return [(str(ids[i]), float(scores[i])) for i in top]
+        scores = vectors @ (query / max(float(np.linalg.norm(query)), 1e-12))
+        rows = len(scores)
+        top = np.argpartition(-scores, fetch - 1)[:fetch] if rows > fetch else np.arange(rows)
+        return snapshot.at(top, scores[top])
 
-    def _hydrate(self, name: str, scored: Sequence[tuple[str, float]]) -> list[Hit]:
-        """Hits with their stored fields, for (chunk id, score) pairs, in score order (ties by chunk id)."""
-        if not scored:
-            return []
-        score = dict(scored)
-        rows = (
-            self._table(name)
-            .search()
-            .where(f"chunk_id IN ({', '.join(_quote(cid) for cid in score)})")
-            .select(list(_COLUMNS))
-            .limit(len(score))
-            .to_arrow()
-            .to_pylist()
-        )
-        return sort_hits(self._hits(rows, lambda r: score[r["chunk_id"]]))
+    @staticmethod
+    def _rows(snapshot: _Snapshot, ranked: Sequence[Ranked]) -> dict[str, dict[str, Any]]:
+        """Stored fields of ranked candidates, by chunk id."""
+        if not ranked:
+            return {}
+        data = snapshot.table.take_row_ids([row for _, _, row in ranked]).select(list(_COLUMNS)).to_arrow()
+        return {row["chunk_id"]: row for row in data.to_pylist()}
+
+    def _hydrate(
+        self, snapshot: _Snapshot, ranked: Sequence[Ranked], read: Mapping[str, dict[str, Any]] | None = None
+    ) -> list[Hit]:
+        """Hits with their stored fields, for ranked candidates, in score order (ties by chunk id). Rows in
+        ``read`` were read already; only the others are taken from the table."""
+        rows = dict(read or {})
+        rows.update(self._rows(snapshot, [item for item in ranked if item[0] not in rows]))
+        score = {cid: value for cid, value, _ in ranked}
+        return sort_hits(self._hits([rows[cid] for cid in score], lambda r: score[r["chunk_id"]]))
 
     def _dense_ids(
-        self, name: str, vector: Sequence[float], fetch: int, filters: Filters | None
-    ) -> list[tuple[str, float]]:
-        table = self._table(name)
+        self, snapshot: _Snapshot, vector: Sequence[float], fetch: int, filters: Filters | None
+    ) -> list[Ranked]:
         where = where_clause(filters)
-        exact = table.count_rows() < self.ann_min_rows
-        if exact and where is None:
-            return self._exact_dense(name, vector, fetch)
-        query = table.search(list(map(float, vector)), vector_column_name="vector").metric("cosine")
-        if exact:
+        if snapshot.vectors is not None and where is None:
+            return self._exact_dense(snapshot, snapshot.vectors, vector, fetch)
+        query = snapshot.table.search(list(map(float, vector)), vector_column_name="vector").metric("cosine")
+        if snapshot.vectors is not None:
             query = query.bypass_vector_index()
         if where:
             query = query.where(where, prefilter=True)
-        rows = query.select(["chunk_id", "_distance"]).limit(fetch).to_arrow().to_pylist()
-        return [(r["chunk_id"], 1.0 - r["_distance"]) for r in rows]
+        data = query.select(["_distance"]).with_row_id(True).limit(fetch).to_arrow()
+        return snapshot.ranked(data["_rowid"].to_pylist(), [1.0 - d for d in data["_distance"].to_pylist()])
 
-    def _keyword_ids(self, name: str, query: str, fetch: int, filters: Filters | None) -> list[tuple[str, float]]:
-        table = self._table(name)
+    def _keyword_ids(self, snapshot: _Snapshot, query: str, fetch: int, filters: Filters | None) -> list[Ranked]:
         where = where_clause(filters)
-        if not query.strip() or not table.count_rows():
+        if not query.strip() or not len(snapshot.row_ids):
             return []
-        search = table.search(query, query_type="fts", fts_columns="text")
+        search = snapshot.table.search(query, query_type="fts", fts_columns="text")
         if where:
             search = search.where(where, prefilter=True)
         try:
-            rows = search.select(["chunk_id", "_score"]).limit(fetch).to_arrow().to_pylist()
+            data = search.select(["_score"]).with_row_id(True).limit(fetch).to_arrow()
         except (ValueError, RuntimeError) as exc:
             if "index" in str(exc).lower():
-                raise BackendError(f"index {name!r} has no full-text index yet; run a refresh") from None
+                raise BackendError(f"index {snapshot.table.name!r} has no full-text index yet; run a refresh") from None
             raise
-        return [(r["chunk_id"], r["_score"]) for r in rows]
+        return snapshot.ranked(data["_rowid"].to_pylist(), data["_score"].to_pylist())
 
     @staticmethod
-    def _top(scored: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
-        return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:k]
+    def _top(ranked: Sequence[Ranked], k: int) -> list[Ranked]:
+        return sorted(ranked, key=lambda item: (-item[1], item[0]))[:k]
 
     def search_dense(self, name: str, vector: Sequence[float], k: int, filters: Filters | None = None) -> list[Hit]:
-        return self._hydrate(name, self._top(self._dense_ids(name, vector, k + TIE_MARGIN, filters), k))
+        snapshot = self._snapshot(name)
+        return self._hydrate(snapshot, self._top(self._dense_ids(snapshot, vector, k + TIE_MARGIN, filters), k))
 
     def search_keyword(self, name: str, query: str, k: int, filters: Filters | None = None) -> list[Hit]:
-        return self._hydrate(name, self._top(self._keyword_ids(name, query, k + TIE_MARGIN, filters), k))
+        snapshot = self._snapshot(name)
+        return self._hydrate(snapshot, self._top(self._keyword_ids(snapshot, query, k + TIE_MARGIN, filters), k))
 
     def search_hybrid(
         self,
@@ -327,17 +378,19 @@ class LanceDBBackend:
         candidates: int = 100,
         weights: tuple[float, float] = (1.0, 1.0),
     ) -> list[Hit]:
-        """Fusion over ids and scores first; only the fused top ``k`` rows are read from the table."""
+        """Fusion over ids and scores first; rows are read only for the fused top ``k`` (and, while the keyword
+        search runs, for the dense candidates that can reach it)."""
+        snapshot = self._snapshot(name)
         depth = max(candidates, k)
-        # Both candidate lists at once: LanceDB and numpy release the GIL while they search.
-        keyword = self._pool().submit(self._keyword_ids, name, query, depth + TIE_MARGIN, filters)
-        dense = self._dense_ids(name, vector, depth + TIE_MARGIN, filters)
-        rankings = [
-            [_stub(cid, score) for cid, score in self._top(dense, depth)],
-            [_stub(cid, score) for cid, score in self._top(keyword.result(), depth)],
-        ]
-        fused = reciprocal_rank_fusion(rankings, k, rrf_k, weights)
-        return self._hydrate(name, [(h.chunk_id, h.score) for h in fused])
+        # Both candidate lists at once: LanceDB and numpy release the GIL while they search. The (slower) keyword
+        # search also hides reading the rows of the dense candidates that can still make the fused top k.
+        keyword = self._pool().submit(self._keyword_ids, snapshot, query, depth + TIE_MARGIN, filters)
+        dense = self._top(self._dense_ids(snapshot, vector, depth + TIE_MARGIN, filters), depth)
+        read = self._rows(snapshot, dense[: dense_reach(k, rrf_k, weights)])
+        lexical = self._top(keyword.result(), depth)
+        fused = fuse_ids([[cid for cid, _, _ in ranked] for ranked in (dense, lexical)], k, rrf_k, weights)
+        row = {cid: row for cid, _, row in dense + lexical}
+        return self._hydrate(snapshot, [(cid, score, row[cid]) for cid, score in fused], read)
 
     # ---- versions and aliases ------------------------------------------------------------------------
 
@@ -371,6 +424,7 @@ class LanceDBBackend:
             if name in self._table_names():
                 self._connect().drop_table(name)
             self._tables.pop(name, None)
+            self._snapshots.pop(name, None)
             catalog["versions"].pop(name, None)
             self._write_catalog(catalog)
 
@@ -380,5 +434,5 @@ class LanceDBBackend:
                 self._executor.shutdown(wait=False)
                 self._executor = None
             self._tables.clear()
-            self._matrices.clear()
+            self._snapshots.clear()
             self._db = None
