@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import cli, write
+from common import cli, warm_model_cache, write
 
 from rag_platform.synthetic import apply_changes, generate_corpus
 
@@ -22,7 +22,8 @@ def refresh(home: Path, *args: str) -> dict[str, Any]:
 
 
 def run(sizes: list[int], fraction: float = 0.01) -> dict[str, Any]:
-    return {"fraction": fraction, "sizes": [run_one(documents, fraction) for documents in sizes]}
+    export = warm_model_cache()
+    return {"fraction": fraction, "model_export_seconds": export, "sizes": [run_one(d, fraction) for d in sizes]}
 
 
 def run_one(documents: int, fraction: float) -> dict[str, Any]:

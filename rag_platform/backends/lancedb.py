@@ -220,7 +220,8 @@ class LanceDBBackend:
                 table.optimize()
                 table.create_fts_index("text", replace=True, use_tantivy=False, with_position=False)
                 table.create_scalar_index("chunk_id", replace=True)  # row lookups by id stay fast
-            if rows >= self.ann_min_rows and not any(i.index_type.startswith("IVF") for i in table.list_indices()):
+            has_ann = any(i.index_type.upper().startswith("IVF") for i in table.list_indices())  # e.g. "IvfPq"
+            if rows >= self.ann_min_rows and not has_ann:
                 table.create_index(metric="cosine", vector_column_name="vector", replace=True)
 
     # ---- reads ---------------------------------------------------------------------------------------

@@ -96,3 +96,18 @@ def test_reader_sees_another_writers_commits(tmp_path: Path) -> None:
     assert chunks[6].chunk_id not in {h.chunk_id for h in reader.search_hybrid("v1", "alpha", chunks[6].vector, 40)}
     writer.close()
     reader.close()
+
+
+def test_refresh_keeps_the_vector_index_it_built(tmp_path: Path) -> None:
+    backend = LanceDBBackend(tmp_path, ann_min_rows=256)
+    chunks = corpus(600)
+    build(backend, "v1", chunks[:599])
+
+    def vector_indexes() -> list[str]:
+        return [str(i.index_uuid) for i in backend._table("v1").list_indices() if "vector" in i.columns]
+
+    built = vector_indexes()
+    assert len(built) == 1
+    backend.upsert("v1", chunks[599:])
+    backend.refresh("v1")
+    assert vector_indexes() == built  # new rows join the existing index; it is not trained again
