@@ -24,7 +24,7 @@ from rag_platform.backends import IndexBackend
 from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.ingest import now
 from rag_platform.records import IndexedChunk, ParsedDocument, stable_hash
-from rag_platform.warehouse import execute_many, insert_columns, registered, rows_as_dicts, scalar
+from rag_platform.warehouse import execute_many, insert_columns, insert_rows, registered, rows_as_dicts, scalar
 
 if TYPE_CHECKING:
     import duckdb
@@ -159,12 +159,8 @@ def _chunk_batch(
         stats.chunks_added += len(new_ids - old)
         con.execute("BEGIN")
         con.execute("DELETE FROM chunks WHERE chunker = ? AND uri IN (SELECT uri FROM batch_uris)", [fp])
-        insert_columns(con, "chunks", dict(zip(CHUNK_COLUMNS, zip(*rows, strict=True), strict=True)) if rows else {})
-        insert_columns(
-            con,
-            "chunked_documents",
-            dict(zip(("uri", "chunker", "document_version", "run_id"), zip(*versions, strict=True), strict=True)),
-        )
+        insert_rows(con, "chunks", CHUNK_COLUMNS, rows)
+        insert_rows(con, "chunked_documents", ("uri", "chunker", "document_version", "run_id"), versions)
         con.execute("COMMIT")
         stats.documents_chunked += len(documents)
 

@@ -7,7 +7,7 @@ cannot be read is quarantined with its reason (and leaves the live corpus if it 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rag_platform import faults
 from rag_platform.records import document_id
 from rag_platform.sources import SourceFile, file_fingerprint, read_file, scan_source
-from rag_platform.warehouse import first_row, insert_columns, registered
+from rag_platform.warehouse import first_row, insert_rows, registered
 
 if TYPE_CHECKING:
     import duckdb
@@ -88,30 +88,21 @@ class _Writes:
     def tombstone(self, uri: str, source: str) -> None:
         self.raw.append((uri, document_id(uri), source, None, True, None, None, None, None, None, None))
 
+    @property
+    def pending(self) -> bool:
+        return bool(self.raw or self.events or self.file_state or self.quarantine or self.unquarantine)
+
     def flush(self, con: duckdb.DuckDBPyConnection) -> None:
         stamp = now()
         if self.unquarantine:
             with registered(con, "_unquarantined", {"uri": self.unquarantine}):
                 con.execute("DELETE FROM quarantine WHERE uri IN (SELECT uri FROM _unquarantined)")
-        insert_columns(con, "file_state", _columns(FILE_STATE_COLUMNS, self.file_state))
-        insert_columns(
-            con,
-            "quarantine",
-            _columns(QUARANTINE_COLUMNS, [(*row, stamp, self.run_id) for row in self.quarantine]),
-        )
+        insert_rows(con, "file_state", FILE_STATE_COLUMNS, self.file_state)
+        insert_rows(con, "quarantine", QUARANTINE_COLUMNS, [(*row, stamp, self.run_id) for row in self.quarantine])
         # Inserted in scan order, so ``seq`` keeps the order in which versions were seen.
-        insert_columns(
-            con,
-            "raw_documents",
-            _columns(RAW_COLUMNS, [(*row, self.run_id, stamp) for row in self.raw]),
-            replace=False,
-        )
-        insert_columns(
-            con,
-            "document_events",
-            _columns(EVENT_COLUMNS, [(*row, self.run_id, stamp) for row in self.events]),
-            replace=False,
-        )
+        insert_rows(con, "raw_documents", RAW_COLUMNS, [(*row, self.run_id, stamp) for row in self.raw], replace=False)
+        events = [(*row, self.run_id, stamp) for row in self.events]
+        insert_rows(con, "document_events", EVENT_COLUMNS, events, replace=False)
         self.raw.clear()
         self.events.clear()
         self.file_state.clear()
@@ -139,10 +130,6 @@ QUARANTINE_COLUMNS = ("uri", "source", "reason", "document_version", "since", "r
 EVENT_COLUMNS = ("uri", "document_id", "event", "document_version", "run_id", "occurred_at")
 
 
-def _columns(names: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> dict[str, list[object]]:
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)} if rows else {}
-
-
 def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id: str, max_bytes: int) -> IngestStats:
     """Bring the warehouse's raw document versions in line with the files under ``roots``.
 
@@ -161,9 +148,10 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
     writes = _Writes(run_id)
 
     def commit() -> None:
-        con.execute("BEGIN")
-        writes.flush(con)
-        con.execute("COMMIT")
+        if writes.pending:  # unchanged files leave nothing to write
+            con.execute("BEGIN")
+            writes.flush(con)
+            con.execute("COMMIT")
 
     for root in roots:
         if not root.is_dir():

@@ -228,6 +228,18 @@ def insert_columns(
             con.execute(f"{verb} INTO {table} ({names}) SELECT {names} FROM {view}")
 
 
+def insert_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    replace: bool = True,
+) -> None:
+    """``insert_columns`` for rows given as tuples, each in the order of ``names``."""
+    if rows:
+        insert_columns(con, table, {name: [row[i] for row in rows] for i, name in enumerate(names)}, replace)
+
+
 def execute_many(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequence[object]]) -> None:
     """``executemany`` that accepts an empty batch (DuckDB rejects one)."""
     if rows:
