@@ -34,7 +34,7 @@ class IngestStats:
         return asdict(self)
 
 
-INGEST_BATCH = 200
+INGEST_BATCH = 200  # files whose rows are written in one transaction (unchanged files write nothing)
 
 
 def now() -> dt.datetime:
@@ -89,8 +89,9 @@ class _Writes:
         self.raw.append((uri, document_id(uri), source, None, True, None, None, None, None, None, None))
 
     @property
-    def pending(self) -> bool:
-        return bool(self.raw or self.events or self.file_state or self.quarantine or self.unquarantine)
+    def pending(self) -> int:
+        """Files with rows waiting to be written (every file that is not unchanged gets a file_state row)."""
+        return len(self.file_state)
 
     def flush(self, con: duckdb.DuckDBPyConnection) -> None:
         stamp = now()
@@ -133,7 +134,8 @@ EVENT_COLUMNS = ("uri", "document_id", "event", "document_version", "run_id", "o
 def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id: str, max_bytes: int) -> IngestStats:
     """Bring the warehouse's raw document versions in line with the files under ``roots``.
 
-    Writes go out in one transaction per ``INGEST_BATCH`` files, each table in one statement.
+    Writes go out in one transaction per ``INGEST_BATCH`` new, changed or quarantined files, each table in one
+    statement: a refresh that changes a few files spread over a large corpus commits once, not once per batch.
     """
     stats = IngestStats()
     live = _live_versions(con)
@@ -147,12 +149,6 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
     seen: set[str] = set()
     writes = _Writes(run_id)
 
-    def commit() -> None:
-        if writes.pending:  # unchanged files leave nothing to write
-            con.execute("BEGIN")
-            writes.flush(con)
-            con.execute("COMMIT")
-
     for root in roots:
         if not root.is_dir():
             continue  # a vanished source counts as deleting its files (guarded by gates.max_delete_fraction)
@@ -160,8 +156,10 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
             stats.scanned += 1
             seen.add(file.uri)
             _ingest_file(writes, file, max_bytes, live, known, quarantined_before, stats)
-            if stats.scanned % INGEST_BATCH == 0:
-                commit()
+            if writes.pending >= INGEST_BATCH:
+                con.execute("BEGIN")
+                writes.flush(con)
+                con.execute("COMMIT")
     vanished = sorted(set(live) - seen)
     with registered(con, "_vanished", {"uri": vanished}):
         sources = dict(

@@ -210,18 +210,22 @@ class LanceDBBackend:
         return len(ids)
 
     def refresh(self, name: str) -> None:
-        """Rebuild the full-text index over live rows; add an ANN index once the table is large."""
+        """Bring the indexes up to date with the rows written since the last refresh; create the full-text and
+        chunk id indexes on first use, and the ANN index once the table is large."""
         table = self._table(name)
         with self._lock:
             rows = table.count_rows()
+            types = {i.index_type.upper() for i in table.list_indices()}
             if rows:
-                # Merge the small fragments that batched writes leave and drop deleted rows: fewer files to read
-                # per search. Versions a reader may still be on are kept (the default cleanup age is a week).
+                # Merges the small fragments that batched writes leave, drops deleted rows, and adds the new rows
+                # to every existing index (no retraining, no full rebuild): a refresh costs what changed. Versions
+                # a reader may still be on are kept (the default cleanup age is a week).
                 table.optimize()
-                table.create_fts_index("text", replace=True, use_tantivy=False, with_position=False)
-                table.create_scalar_index("chunk_id", replace=True)  # row lookups by id stay fast
-            has_ann = any(i.index_type.upper().startswith("IVF") for i in table.list_indices())  # e.g. "IvfPq"
-            if rows >= self.ann_min_rows and not has_ann:
+                if "FTS" not in types:
+                    table.create_fts_index("text", replace=True, use_tantivy=False, with_position=False)
+                if "BTREE" not in types:
+                    table.create_scalar_index("chunk_id", replace=True)  # row lookups by id stay fast
+            if rows >= self.ann_min_rows and not any(t.startswith("IVF") for t in types):  # e.g. "IvfPq"
                 table.create_index(metric="cosine", vector_column_name="vector", replace=True)
 
     # ---- reads ---------------------------------------------------------------------------------------

@@ -98,16 +98,24 @@ def test_reader_sees_another_writers_commits(tmp_path: Path) -> None:
     reader.close()
 
 
-def test_refresh_keeps_the_vector_index_it_built(tmp_path: Path) -> None:
+def test_refresh_brings_the_indexes_it_built_up_to_date(tmp_path: Path) -> None:
     backend = LanceDBBackend(tmp_path, ann_min_rows=256)
     chunks = corpus(600)
     build(backend, "v1", chunks[:599])
 
-    def vector_indexes() -> list[str]:
-        return [str(i.index_uuid) for i in backend._table("v1").list_indices() if "vector" in i.columns]
+    def indexes() -> dict[str, tuple[str, int]]:
+        return {i.name: (str(i.index_uuid), i.num_unindexed_rows) for i in backend._table("v1").list_indices()}
 
-    built = vector_indexes()
-    assert len(built) == 1
-    backend.upsert("v1", chunks[599:])
+    built = indexes()
+    assert {"text_idx", "chunk_id_idx", "vector_idx"} <= set(built)
+    fresh = dataclasses.replace(chunks[599], text="zebra quokka")
+    backend.upsert("v1", [fresh])
+    backend.delete("v1", [chunks[0].chunk_id])
     backend.refresh("v1")
-    assert vector_indexes() == built  # new rows join the existing index; it is not trained again
+    # Every index holds the new row (none left unindexed) and the vector index was not trained again.
+    after = indexes()
+    assert {name: unindexed for name, (_, unindexed) in after.items()} == dict.fromkeys(built, 0)
+    assert after["vector_idx"][0] == built["vector_idx"][0]
+    assert [h.chunk_id for h in backend.search_keyword("v1", "quokka", 5)] == [fresh.chunk_id]
+    assert backend.get("v1", [chunks[0].chunk_id]) == []
+    assert backend.count("v1") == 599
