@@ -3,7 +3,8 @@
 1. embedding backends side by side on the same chunks (`rag-platform benchmark embed`);
 2. full builds at 1k, 5k and 20k synthetic documents: documents/s, chunks/s, stage shares, peak RSS;
 3. incremental refresh after 1% of 2,000 and of 20,000 documents changed;
-4. query latency per mode at 10k and 100k chunks, concurrency 1 and 8.
+4. query latency per mode at 10k and 100k chunks, concurrency 1 and 8;
+5. the dbt step at 20,000 and 100,000 documents, first build and after 1% changed.
 
 Usage: python benchmarks/run_all.py [--quick]   (--quick: smaller sizes, for a smoke run)
 """
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import dbt_scaling
 import full_build
 import incremental
 import query_latency
@@ -121,7 +123,7 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-PARTS = ("embedding", "full_build", "incremental", "query_latency")
+PARTS = ("embedding", "full_build", "incremental", "query_latency", "dbt_scaling")
 
 
 def main() -> None:
@@ -138,6 +140,7 @@ def main() -> None:
         "full_build": lambda: full_build.run([100, 300] if quick else [1000, 5000, 20000]),
         "incremental": lambda: incremental.run([200] if quick else [2000, 20000]),
         "query_latency": lambda: query_latency.run([2000, 5000] if quick else [10_000, 100_000], 40 if quick else 200),
+        "dbt_scaling": lambda: dbt_scaling.run([500] if quick else [20_000, 100_000]),
     }
     results = {}
     for name in PARTS:

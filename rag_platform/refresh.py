@@ -133,8 +133,8 @@ def data_version(settings: Settings, asset: str) -> str:
 
 
 def prewarm(settings: Settings) -> threading.Thread:
-    """Load what later steps need on a background thread while the first steps scan files and wait on dbt;
-    steps then find them loaded. Failures are left for the step that needs the component to report."""
+    """Load what later steps need on a background thread; steps then find them loaded. Failures are left for
+    the step that needs the component to report."""
     import importlib
 
     def open_backend() -> None:
@@ -205,9 +205,11 @@ def as_dict(obj: Any) -> dict[str, Any]:
 def check_documents(settings: Settings) -> SuiteOutcome:
     """Validate the current documents (the dbt model); failures name the offending documents."""
     with warehouse.writer(settings) as con:
+        # dbt computes letter_share once per document version; versions built before that column existed
+        # (NULL there) get it computed here.
         frame = con.execute(
-            """SELECT uri, length(text) AS char_length,
-                      length(regexp_replace(text, '[^[:alpha:]]', '', 'g')) / greatest(length(text), 1) AS letter_share
+            """SELECT uri, char_length, coalesce(letter_share,
+                      length(regexp_replace(text, '[^[:alpha:]]', '', 'g')) / greatest(length(text), 1)) AS letter_share
                FROM current_documents"""
         ).df()
     outcome = validate_documents(frame)

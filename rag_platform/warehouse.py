@@ -83,7 +83,7 @@ SNAPSHOT_QUERIES = {
         "SELECT uri, document_id, source, document_version, is_deleted, title, path, size_bytes, run_id, "
         "ingested_at FROM w.raw_documents"
     ),
-    "chunks": "SELECT * FROM w.chunks",
+    "chunks": "SELECT * EXCLUDE (text) FROM w.chunks",
     "embedding_runs": "SELECT model_id, text_hash, run_id, created_at FROM w.embedding_cache",
     "index_versions": "SELECT * FROM w.index_versions",
     "index_state": "SELECT * FROM w.index_state",

@@ -1,11 +1,13 @@
 """Resources: settings, the run-wide refresh lock, the search backend, and dbt."""
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from rag_platform.backends import IndexBackend, make_backend
 from rag_platform.config import Settings, load_settings
@@ -28,17 +30,25 @@ class PlatformResource(dg.ConfigurableResource):
 class RefreshLockResource(dg.ConfigurableResource):
     """Holds the platform's refresh lock for the whole run, so runs from the CLI, sensors and UI never interleave.
 
-    Once the run holds it, the components later steps need start loading in the background."""
+    ``prewarm()`` starts loading what later steps need in the background; the run waits for it before ending."""
 
     home: str = ""
     timeout_s: float = 3600.0
+    _settings: Settings | None = PrivateAttr(default=None)
+    _warming: threading.Thread | None = PrivateAttr(default=None)
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[Any]:
-        settings = load_settings(Path(self.home) if self.home else None)
-        with refresh_lock(settings.lock_path, self.timeout_s, on_wait=context.log.info if context.log else None):
-            warming = prewarm(settings)
+        self._settings = load_settings(Path(self.home) if self.home else None)
+        with refresh_lock(self._settings.lock_path, self.timeout_s, on_wait=context.log.info if context.log else None):
             try:
                 yield self
             finally:
-                warming.join()  # never leave a half-done import or model load to interpreter shutdown
+                if self._warming is not None:
+                    self._warming.join()  # never leave a half-done import or model load to interpreter shutdown
+
+    def prewarm(self) -> None:
+        """Load GX, the search backend and the model on a background thread (once per run). Called where the run
+        only waits (on the dbt subprocess), so the loading does not compete with steps that run Python."""
+        if self._warming is None and self._settings is not None:
+            self._warming = prewarm(self._settings)

@@ -40,6 +40,7 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
         os.environ["RAG_PLATFORM_WAREHOUSE"] = str(settings.warehouse_path)
         # One target folder for all runs (they never overlap: the refresh lock) keeps dbt's partial parse.
         target = settings.home / "dbt" / "target"
+        refresh_lock.prewarm()  # while this step waits on dbt
         # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             yield from dbt.cli(["build"], context=context, target_path=target).stream()

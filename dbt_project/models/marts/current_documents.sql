@@ -24,6 +24,7 @@ select
     modified_at,
     language,
     char_length,
+    letter_share,
     word_count,
     run_id,
     ingested_at

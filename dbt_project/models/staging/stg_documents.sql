@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='seq') }}
+{{ config(materialized='incremental', unique_key='seq', on_schema_change='append_new_columns') }}
 
 -- One row per raw document version, text cleaned; only versions newer than the last build are processed.
 with raw as (
@@ -32,6 +32,9 @@ select
     *,
     case when text is null then null else sha256(text) end as content_hash,
     coalesce(length(text), 0) as char_length,
+    -- Letters among all characters: computed once per version here, so the quality suite need not scan every text.
+    case when text is null then null
+        else length(regexp_replace(text, '[^[:alpha:]]', '', 'g')) / greatest(length(text), 1) end as letter_share,
     case when text is null or trim(text) = '' then 0 else len(string_split_regex(trim(text), '\s+')) end as word_count,
     case
         when text is null then null
