@@ -350,20 +350,7 @@ def sync_index(
             ],
         )
     _reconcile_ledger(con, backend, plan.name)
-    target = {
-        cid: (h, v)
-        for cid, h, v in con.execute(
-            "SELECT chunk_id, text_hash, document_version FROM chunks WHERE chunker = ?", [chunker.fingerprint]
-        ).fetchall()
-    }
-    current = {
-        cid: (h, v)
-        for cid, h, v in con.execute(
-            "SELECT chunk_id, text_hash, document_version FROM index_state WHERE index_name = ?", [plan.name]
-        ).fetchall()
-    }
-    to_upsert = sorted(cid for cid, state in target.items() if current.get(cid) != state)
-    to_delete = sorted(set(current) - set(target))
+    to_upsert, to_delete = _index_delta(con, plan.name, chunker.fingerprint)
 
     gate = _delete_gate(con, plan, chunker.fingerprint, max_delete_fraction)
     stats.gates["index_delete_fraction_within_limit"] = gate
@@ -412,7 +399,8 @@ def sync_index(
         stats.deleted += len(batch)
     backend.refresh(plan.name)
     stats.count = backend.count(plan.name)
-    stats.gates["index_matches_ledger"] = _consistency_gate(con, backend, plan.name, len(target), model_id)
+    live = scalar(con, "SELECT count(*) FROM chunks WHERE chunker = ?", [chunker.fingerprint])
+    stats.gates["index_matches_ledger"] = _consistency_gate(con, backend, plan.name, live, model_id)
     if quality_gate is not None and stats.gates["index_matches_ledger"]["passed"]:
         stats.gates["retrieval_quality_within_tolerance"] = quality_gate(plan.name, plan.served)
     if not all(g["passed"] for g in stats.gates.values()):
@@ -433,6 +421,26 @@ def sync_index(
     stats.published = True
     prune_versions(con, backend, alias, keep_versions, protect={plan.name})
     return stats
+
+
+def _index_delta(con: duckdb.DuckDBPyConnection, name: str, chunker_fp: str) -> tuple[list[str], list[str]]:
+    """Chunk ids to write (new, or text or document version changed) and to delete, by the ledger, sorted."""
+    params = {"name": name, "chunker": chunker_fp}
+    upsert = con.execute(
+        """SELECT c.chunk_id FROM chunks c
+           LEFT JOIN index_state s ON s.index_name = $name AND s.chunk_id = c.chunk_id
+           WHERE c.chunker = $chunker AND (s.chunk_id IS NULL OR s.text_hash IS DISTINCT FROM c.text_hash
+                 OR s.document_version IS DISTINCT FROM c.document_version)
+           ORDER BY c.chunk_id""",
+        params,
+    ).fetchall()
+    delete = con.execute(
+        """SELECT chunk_id FROM index_state
+           WHERE index_name = $name AND chunk_id NOT IN (SELECT chunk_id FROM chunks WHERE chunker = $chunker)
+           ORDER BY chunk_id""",
+        params,
+    ).fetchall()
+    return [r[0] for r in upsert], [r[0] for r in delete]
 
 
 def _delete_index_state(con: duckdb.DuckDBPyConnection, name: str, chunk_ids: Sequence[str]) -> None:
