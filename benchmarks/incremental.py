@@ -39,8 +39,10 @@ def run_one(documents: int, fraction: float) -> dict[str, Any]:
         "documents": documents,
         "changed": {"modified": len(changes.modified), "added": len(changes.added), "deleted": len(changes.deleted)},
         "full_build": {k: full[k] for k in ("seconds", "wall_seconds", "documents", "chunks")},
-        "no_change_refresh": {k: unchanged[k] for k in ("seconds", "wall_seconds", "chunks")},
-        "incremental_refresh": {k: incremental[k] for k in ("seconds", "wall_seconds", "documents", "chunks", "index")},
+        "no_change_refresh": {k: unchanged[k] for k in ("seconds", "wall_seconds", "chunks", "stages")},
+        "incremental_refresh": {
+            k: incremental[k] for k in ("seconds", "wall_seconds", "documents", "chunks", "index", "stages")
+        },
         "incremental_share_of_full": round(incremental["seconds"] / full["seconds"], 4),
         "incremental_wall_share_of_full": round(incremental["wall_seconds"] / full["wall_seconds"], 4),
         "unchanged_chunks_reembedded": max(0, incremental["chunks"]["embedded"] - incremental["chunks"]["added"]),

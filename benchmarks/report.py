@@ -85,6 +85,21 @@ def main() -> None:
                 )
         header = ["chunks", "mode", "concurrency", "search p50", "search p95", "embed p50", "embed p95", "qps"]
         out.append(table(header, rows))
+    if dbt := load(folder, "dbt_scaling"):
+        rows = [
+            [
+                f"{r['documents']:,}",
+                step["dbt"]["seconds"],
+                step["dbt"]["models"].get("stg_documents"),
+                step["dbt"]["models"].get("current_documents"),
+                step["dbt"]["tests_seconds"],
+                run,
+            ]
+            for r in dbt["sizes"]
+            for run, step in (("first build", r["first_build"]), ("after 1% changed", r["after_change"]))
+        ]
+        header = ["documents", "dbt step s", "stg_documents s", "current_documents s", "tests s", "run"]
+        out.append(table(header, rows))
     print("\n\n".join(out))
 
 
