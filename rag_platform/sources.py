@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +109,45 @@ def hash_sources(roots: Iterable[Path], max_bytes: int) -> dict[str, str]:
             except OSError as exc:
                 result[file.uri] = f"unreadable:{exc.errno}"
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChanges:
+    """What differs between the files on disk and the document versions the warehouse holds, by URI.
+
+    A moved document is a deleted URI whose content reappears under an added URI (its embeddings are reused)."""
+
+    added: tuple[str, ...]
+    modified: tuple[str, ...]
+    deleted: tuple[str, ...]
+    moved: tuple[tuple[str, str], ...]
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in ("added", "modified", "deleted", "moved")}
+
+    def describe(self) -> str:
+        return ", ".join(f"{count} {name}" for name, count in self.counts().items())
+
+
+def source_changes(on_disk: Mapping[str, str], known: Mapping[str, str | None]) -> SourceChanges:
+    """Compare ``uri -> content hash`` on disk with ``uri -> version`` known to the warehouse (None: a version
+    the warehouse could not hash, e.g. an oversized quarantined file, which then only changes by appearing or
+    disappearing)."""
+    added = sorted(uri for uri in on_disk if uri not in known)
+    deleted = sorted(uri for uri in known if uri not in on_disk)
+    modified = sorted(
+        uri for uri, version in known.items() if uri in on_disk and version is not None and on_disk[uri] != version
+    )
+    vanished_by_version = {known[uri]: uri for uri in deleted if known[uri] is not None}
+    moved = []
+    for uri in added:
+        old = vanished_by_version.pop(on_disk[uri], None)  # each vanished URI moves at most once
+        if old is not None:
+            moved.append((old, uri))
+    sources, targets = {old for old, _ in moved}, {new for _, new in moved}
+    return SourceChanges(
+        added=tuple(uri for uri in added if uri not in targets),
+        modified=tuple(modified),
+        deleted=tuple(uri for uri in deleted if uri not in sources),
+        moved=tuple(moved),
+    )

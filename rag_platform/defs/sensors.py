@@ -7,7 +7,7 @@ import dagster as dg
 from rag_platform import warehouse
 from rag_platform.config import load_settings
 from rag_platform.defs.ingest import FULL_TAG
-from rag_platform.sources import corpus_fingerprint, hash_sources
+from rag_platform.sources import corpus_fingerprint, hash_sources, source_changes
 
 REFRESH_JOB = "refresh_index"
 REBUILD_JOB = "rebuild_index"
@@ -28,12 +28,21 @@ rebuild_job = dg.define_asset_job(
 )
 
 
-def source_folders() -> list[Path]:
-    """Registered sources, from the read snapshot (the sensor never opens the warehouse)."""
+def known_sources() -> tuple[list[Path], dict[str, str | None]]:
+    """Registered source folders and ``uri -> version`` of every live or quarantined document, from the read
+    snapshot (the sensor never opens the warehouse)."""
     with warehouse.reader(load_settings()) as con:
         if con is None:
-            return []
-        return [Path(r[0]) for r in con.execute("SELECT path FROM sources ORDER BY path").fetchall()]
+            return [], {}
+        folders = [Path(r[0]) for r in con.execute("SELECT path FROM sources ORDER BY path").fetchall()]
+        rows = con.execute(
+            """SELECT uri, document_version FROM (
+                   SELECT uri, document_version, is_deleted FROM document_versions
+                   QUALIFY row_number() OVER (PARTITION BY uri ORDER BY ingested_at DESC) = 1
+               ) WHERE NOT is_deleted
+               UNION ALL SELECT uri, document_version FROM quarantine"""
+        ).fetchall()
+    return folders, dict(rows)
 
 
 def parse_cursor(cursor: str | None) -> tuple[int, str]:
@@ -42,8 +51,9 @@ def parse_cursor(cursor: str | None) -> tuple[int, str]:
 
 
 def evaluate_corpus(cursor: str | None) -> dg.SensorResult | dg.SkipReason:
-    """Decide whether the sources changed since the cursor; the assets decide what to redo."""
-    folders = source_folders()
+    """Decide whether the sources changed since the cursor, and name the change set against the warehouse
+    (added, modified, deleted, moved) in the run's tags; the assets decide what to redo."""
+    folders, known = known_sources()
     if not folders:
         return dg.SkipReason("no sources registered yet; run rag-platform refresh --source DIR")
     settings = load_settings()
@@ -52,11 +62,13 @@ def evaluate_corpus(cursor: str | None) -> dg.SensorResult | dg.SkipReason:
     seq, previous = parse_cursor(cursor)
     if fingerprint == previous:
         return dg.SkipReason(f"no change in {len(hashes)} files under {len(folders)} source(s)")
+    changes = source_changes(hashes, known)
     # The run key carries seq: run keys are deduplicated for the sensor's whole life, and a revert to an
     # earlier corpus state (A -> B -> A) must still trigger a run.
     next_seq = seq + 1
+    tags = {"rag/trigger": "sensor", "rag/changes": changes.describe()}
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"{next_seq}:{fingerprint}", tags={"rag/trigger": "sensor"})],
+        run_requests=[dg.RunRequest(run_key=f"{next_seq}:{fingerprint}", tags=tags)],
         cursor=f"{next_seq}:{fingerprint}",
     )
 

@@ -11,7 +11,8 @@ import pytest
 from rag_platform import warehouse
 from rag_platform.config import load_settings
 from rag_platform.environment import prepare_environment
-from rag_platform.ingest import register_source
+from rag_platform.ingest import ingest_sources, register_source
+from rag_platform.sources import source_changes
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 
@@ -63,3 +64,28 @@ def test_sensor_requests_once_per_change_and_skips_when_unchanged(source: Path) 
 def test_sensor_skips_without_sources(platform_home: Path) -> None:
     requests, _, skip = evaluate(None)
     assert requests == [] and skip and "no sources" in skip
+
+
+def test_sensor_names_the_change_set_against_the_warehouse(source: Path) -> None:
+    settings = load_settings()
+    with warehouse.writer(settings) as con:
+        ingest_sources(con, [source], "run-1", settings.source.max_bytes)
+    warehouse.export_snapshot(settings)
+    requests, cursor, _ = evaluate(None)
+    assert requests[0].tags["rag/changes"] == "0 added, 0 modified, 0 deleted, 0 moved"
+
+    (source / "baking.md").write_text((source / "baking.md").read_text() + "\nMore text.\n")
+    (source / "guides" / "volcanoes.md").rename(source / "volcanoes.md")
+    (source / "chess.txt").unlink()
+    (source / "new.md").write_text("# New\n\nA page that was not there before.\n")
+    changed, _, _ = evaluate(cursor)
+    assert changed[0].tags["rag/changes"] == "1 added, 1 modified, 1 deleted, 1 moved"
+
+
+def test_source_changes_pairs_each_vanished_document_with_at_most_one_move() -> None:
+    known = {"a": "h1", "b": "h2", "c": "h3", "q": None}
+    on_disk = {"a": "h1", "b": "h9", "a-copy": "h1", "c-new": "h3", "c-copy": "h3", "q": "unreadable:9"}
+    changes = source_changes(on_disk, known)
+    assert changes.moved == (("c", "c-copy"),)
+    assert changes.added == ("a-copy", "c-new")
+    assert changes.modified == ("b",) and changes.deleted == ()
