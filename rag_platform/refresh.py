@@ -205,13 +205,7 @@ def as_dict(obj: Any) -> dict[str, Any]:
 def check_documents(settings: Settings) -> SuiteOutcome:
     """Validate the current documents (the dbt model); failures name the offending documents."""
     with warehouse.writer(settings) as con:
-        # dbt computes letter_share once per document version; versions built before that column existed
-        # (NULL there) get it computed here.
-        frame = con.execute(
-            """SELECT uri, char_length, coalesce(letter_share,
-                      length(regexp_replace(text, '[^[:alpha:]]', '', 'g')) / greatest(length(text), 1)) AS letter_share
-               FROM current_documents"""
-        ).df()
+        frame = con.execute("SELECT uri, char_length, letter_share FROM current_documents").df()
     outcome = validate_documents(frame)
     if not outcome.passed:
         offenders = frame[frame["letter_share"] < MIN_LETTER_SHARE]["uri"].tolist()

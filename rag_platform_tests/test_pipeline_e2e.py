@@ -16,7 +16,6 @@ from rag_platform.backends import make_backend
 from rag_platform.config import load_settings
 from rag_platform.ingest import register_source
 from rag_platform.lineage import audit, status
-from rag_platform.refresh import check_documents
 
 pytestmark = pytest.mark.slow
 
@@ -234,10 +233,12 @@ def test_a_document_suite_failure_blocks_publishing_until_fixed(platform_home: P
     state = status(load_settings(), make_backend(load_settings()))
     assert state["index"]["version"] == first["index"]["version"]
     assert all("vectors.txt" not in hit["source"] for hit in search("0.4124 0.8247", "keyword")["results"])
-    # Versions built before dbt computed letter_share (NULL there) are still checked, from their text.
+    # Versions staged before dbt computed letter_share (NULL there) are still checked, from their text.
     with warehouse.writer(load_settings()) as con:
-        con.execute("UPDATE current_documents SET letter_share = NULL")
-    assert "vectors.txt" in check_documents(load_settings()).message
+        con.execute("UPDATE stg_documents SET letter_share = NULL")
+    staged_before = refresh()
+    assert not staged_before["success"] and not staged_before["published"]
+    assert "vectors.txt" in staged_before["gates"]["documents_pass_quality_suite"]["message"]
 
     dump.unlink()
     fixed = refresh()

@@ -24,7 +24,8 @@ select
     modified_at,
     language,
     char_length,
-    letter_share,
+    -- Versions staged before stg_documents had this column hold NULL there: computed here for those only.
+    coalesce(letter_share, {{ letter_share('text') }}) as letter_share,
     word_count,
     run_id,
     ingested_at

@@ -32,9 +32,8 @@ select
     *,
     case when text is null then null else sha256(text) end as content_hash,
     coalesce(length(text), 0) as char_length,
-    -- Letters among all characters: computed once per version here, so the quality suite need not scan every text.
-    case when text is null then null
-        else length(regexp_replace(text, '[^[:alpha:]]', '', 'g')) / greatest(length(text), 1) end as letter_share,
+    -- Computed once per version here, so the quality suite need not scan every text.
+    {{ letter_share('text') }} as letter_share,
     case when text is null or trim(text) = '' then 0 else len(string_split_regex(trim(text), '\s+')) end as word_count,
     case
         when text is null then null
