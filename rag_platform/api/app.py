@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_platform.backends import BackendError, BackendUnavailable, IndexMissing
 from rag_platform.config import Settings
+from rag_platform.answering import AnswerInputError, Answerer, AskRequest
+from rag_platform.api.page import add_search_page, is_page_asset
 from rag_platform.retrieval import Searcher, SearchInputError, SearchRequest
 
 logger = logging.getLogger("rag_platform.api")
@@ -84,6 +86,46 @@ class SearchResult(BaseModel):
     reranked: Reranked
 
 
+class AnswerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=10_000)
+    k: int = Field(default=5, ge=1, le=1000)
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    rerank: Literal["none", "cohere", "cross-encoder"] | None = None
+    filters: dict[str, str | list[str]] | None = None
+
+
+class Citation(BaseModel):
+    n: int
+    chunk_id: str
+    document_id: str
+    source: str
+    title: str
+    quote: str
+    document_version: str
+    quote_start: int
+
+
+class GeneratorInfo(BaseModel):
+    provider: Literal["cohere", "extractive"]
+    model: str
+    fallback_reason: str | None
+
+
+class AnswerResponse(BaseModel):
+    question: str
+    answer: str | None
+    abstained: bool
+    reason: str | None
+    citations: list[Citation]
+    generator: GeneratorInfo
+    index_version: str
+    took_ms: float
+    grounding: dict[str, float]
+    timings_ms: dict[str, float]
+
+
 class QuarantinedDocument(BaseModel):
     source: str
     reason: str
@@ -128,11 +170,13 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         description="Search the served index and audit any result back to its source.",
     )
     state = {"searcher": searcher or Searcher.from_settings(settings)}
+    answerer = Answerer(settings, state["searcher"])
     keys = api_keys()
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        if keys and request.url.path != "/health":
+        # The search page's own files hold no data and must load before the page can ask for a key.
+        if keys and request.url.path != "/health" and not is_page_asset(request.url.path):
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             valid = scheme.lower() == "bearer" and any(hmac.compare_digest(token.encode(), k.encode()) for k in keys)
@@ -196,6 +240,18 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             return error(422, exc.code, str(exc))
         except (BackendUnavailable, IndexMissing, BackendError, OSError) as exc:
             return backend_error(exc)
+
+    @app.post("/answer", response_model=AnswerResponse, responses=ERROR_RESPONSES, summary="Answer with citations")
+    def answer(body: AnswerBody) -> Any:
+        request = AskRequest(body.question, k=body.k, mode=body.mode, rerank=body.rerank, filters=body.filters)
+        try:
+            return answerer.ask(request)
+        except AnswerInputError as exc:
+            return error(422, exc.code, str(exc))
+        except (BackendUnavailable, IndexMissing, BackendError, OSError) as exc:
+            return backend_error(exc)
+
+    add_search_page(app)
 
     def lineage(identifier: str) -> Any:
         from rag_platform.lineage import audit
