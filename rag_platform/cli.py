@@ -113,7 +113,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from rag_platform.answering import AnswerInputError, Answerer, AskRequest
+    from rag_platform.answering import Answerer, AnswerInputError, AskRequest
 
     request = AskRequest(args.question, k=args.k, mode=args.mode, rerank=args.rerank, filters=_filters(args))
     try:

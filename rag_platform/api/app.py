@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag_platform.answering import Answerer, AnswerInputError, AskRequest
+from rag_platform.api.page import add_search_page, is_page_asset
 from rag_platform.backends import BackendError, BackendUnavailable, IndexMissing
 from rag_platform.config import Settings
-from rag_platform.answering import AnswerInputError, Answerer, AskRequest
-from rag_platform.api.page import add_search_page, is_page_asset
 from rag_platform.retrieval import Searcher, SearchInputError, SearchRequest
 
 logger = logging.getLogger("rag_platform.api")
