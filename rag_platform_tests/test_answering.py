@@ -297,5 +297,5 @@ def test_settings_reject_an_unknown_generator(tmp_path: Path, monkeypatch: pytes
     from rag_platform.config import ConfigError
 
     monkeypatch.setenv("RAG_PLATFORM__ANSWER__GENERATOR", "gpt")
-    with pytest.raises(ConfigError, match="answer.generator"):
+    with pytest.raises(ConfigError, match=r"answer\.generator"):
         load_settings(tmp_path / "home")
