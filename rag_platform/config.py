@@ -78,7 +78,7 @@ class AnswerSettings:
     timeout_s: float = 20.0
     # Abstain when no retrieved sentence is this similar to the question (cosine, embedding.model);
     # calibrated for the default model by benchmarks/answer_quality.py (README "Answers").
-    min_similarity: float = 0.35
+    min_similarity: float = 0.52
     max_sentences: int = 3
     sentence_margin: float = 0.1
 
