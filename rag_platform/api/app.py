@@ -229,7 +229,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             backend = "ok"
         except Exception as exc:
             version, backend = None, f"unavailable: {exc}"
-        return {"status": "ok", "index_version": version, "backend": backend}
+        return {"status": "ok", "index_version": version, "backend": backend, "auth_required": bool(keys)}
 
     @app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES, summary="Search the served index")
     def search(body: SearchBody) -> Any:

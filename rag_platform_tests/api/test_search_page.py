@@ -119,6 +119,9 @@ def test_page_asks_for_an_api_key(
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(60_000)
+        page.goto(f"{server.base_url}/")  # asks on load, before any search needs the key
+        page.locator("#key-form:not([hidden])").wait_for()
+        assert client.get("/health").json()["auth_required"] is True
         page.goto(f"{server.base_url}/?q=tides")
         page.locator("#key-form:not([hidden])").wait_for()
         page.locator("#api-key").fill("gamma")

@@ -211,5 +211,12 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   window.addEventListener("popstate", fromLocation);
+  // /health needs no key and says whether the others do: ask for one before the first search needs it.
+  fetch("/health")
+    .then((response) => response.json())
+    .then((health) => {
+      if (health.auth_required && !sessionStorage.getItem(KEY_STORAGE) && $("key-form").hidden) askForKey("");
+    })
+    .catch(() => status("The API is not reachable."));
   fromLocation();
 });
