@@ -18,6 +18,7 @@ $(STAMP): setup.py
 
 # Always reinstall the project itself (non-editable): tests run against the installed package.
 install: $(STAMP)
+	rm -rf build  # setuptools would package stale files left in build/lib by an earlier install
 	$(PY) -m pip install --no-deps --force-reinstall --no-build-isolation . >/dev/null
 
 run: install

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from rag_platform.chunking import Chunker
+from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.config import Settings
 from rag_platform.embedding import BACKENDS, make_embedder, resolve_model_path
 from rag_platform.parsing import parse_document
 from rag_platform.records import ParsedDocument
-from rag_platform.refresh import chunker_config
 from rag_platform.synthetic import generate_corpus
 
 MIN_COSINE = 0.99
@@ -31,7 +30,7 @@ def sample_texts(settings: Settings, n: int) -> list[str]:
     """N chunk texts as the configured chunker cuts them: the sample corpus first, then synthetic documents."""
     import rag_platform
 
-    chunker = Chunker(chunker_config(settings))
+    chunker = Chunker(ChunkerConfig.from_settings(settings))
     texts: list[str] = []
     folders = [Path(rag_platform.__file__).parent / "sample_corpus"]
     with tempfile.TemporaryDirectory(prefix="rag-embed-bench-") as tmp:

@@ -6,6 +6,7 @@ any other name is passed to sentence-transformers as a local path or hub id.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -284,3 +285,10 @@ def make_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) ->
     return SentenceTransformerEmbedder.from_settings(
         settings, Path(settings.export_dir) if settings.export_dir else cache_dir
     )
+
+
+@functools.lru_cache(maxsize=4)
+def cached_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
+    """One embedder per process and configuration: the model loads once, on first use, and every caller
+    (run steps, searches, standing queries) shares it."""
+    return make_embedder(settings, cache_dir)

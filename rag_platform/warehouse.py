@@ -244,3 +244,9 @@ def execute_many(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequen
     """``executemany`` that accepts an empty batch (DuckDB rejects one)."""
     if rows:
         con.executemany(sql, rows)
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``items`` in consecutive slices of at most ``size`` (one transaction or backend request each)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

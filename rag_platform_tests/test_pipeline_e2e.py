@@ -31,9 +31,9 @@ def corpus(tmp_path: Path) -> Path:
 
 def refresh(full: bool = False) -> dict:
     from rag_platform.defs.runner import execute_refresh
-    from rag_platform.refresh import run_summary
+    from rag_platform.pipeline.run_record import run_summary
 
-    outcome = execute_refresh(full, trigger="test")
+    outcome = execute_refresh(load_settings(), full, trigger="test")
     summary = run_summary(load_settings(), outcome.run_id)
     summary["success"] = outcome.success
     summary["failure"] = outcome.failure

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from rag_platform.backends import (
-    FILTER_FIELDS,
+from rag_platform.backends.base import (
     TIE_MARGIN,
     BackendError,
     BackendUnavailable,
@@ -26,7 +25,7 @@ from rag_platform.backends import (
     Filters,
     IndexMissing,
     IndexVersion,
-    WritePolicy,
+    validate_filters,
 )
 from rag_platform.fusion import reciprocal_rank_fusion, sort_hits
 from rag_platform.records import Hit, IndexedChunk, sha256_hex
@@ -140,15 +139,7 @@ def mapping(dim: int, index_options: str, meta: Mapping[str, Any]) -> dict[str, 
 
 def filter_clauses(filters: Filters | None) -> list[dict[str, Any]]:
     """``terms`` clauses for exact-match filters; a list means any of. Unknown fields are an error."""
-    clauses = []
-    for field, value in sorted((filters or {}).items()):
-        if field not in FILTER_FIELDS:
-            raise ValueError(f"unknown filter field {field!r}; allowed: {', '.join(sorted(FILTER_FIELDS))}")
-        values = [value] if isinstance(value, str) else list(value)
-        if not values or not all(isinstance(v, str) for v in values):
-            raise ValueError(f"filter {field!r} needs a string or a non-empty list of strings")
-        clauses.append({"terms": {_FILTER_TARGET.get(field, field): values}})
-    return clauses
+    return [{"terms": {_FILTER_TARGET.get(name, name): values}} for name, values in validate_filters(filters).items()]
 
 
 def cosine_from_score(score: float) -> float:
@@ -290,7 +281,7 @@ class ElasticsearchBackend:
         if failures:
             raise BulkWriteError(failures)
 
-    def upsert(self, name: str, chunks: Sequence[IndexedChunk], policy: WritePolicy = WritePolicy.UPSERT) -> int:
+    def upsert(self, name: str, chunks: Sequence[IndexedChunk]) -> int:
         if not chunks:
             return 0
         physical = self._physical(name)

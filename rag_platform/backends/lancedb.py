@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from rag_platform.backends import (
-    FILTER_FIELDS,
+from rag_platform.backends.base import (
     TIE_MARGIN,
     BackendError,
     Filters,
     IndexMissing,
     IndexVersion,
-    WritePolicy,
+    validate_filters,
 )
 from rag_platform.fusion import fuse_ids, sort_hits
 from rag_platform.records import Hit, IndexedChunk, sha256_hex
@@ -42,17 +41,10 @@ def _quote(value: str) -> str:
 
 def where_clause(filters: Filters | None) -> str | None:
     """SQL predicate for exact-match filters; a list means any of. Unknown fields are an error."""
-    if not filters:
+    checked = validate_filters(filters)
+    if not checked:
         return None
-    parts = []
-    for field, value in sorted(filters.items()):
-        if field not in FILTER_FIELDS:
-            raise ValueError(f"unknown filter field {field!r}; allowed: {', '.join(sorted(FILTER_FIELDS))}")
-        values = [value] if isinstance(value, str) else list(value)
-        if not values or not all(isinstance(v, str) for v in values):
-            raise ValueError(f"filter {field!r} needs a string or a non-empty list of strings")
-        parts.append(f"{field} IN ({', '.join(_quote(v) for v in values)})")
-    return " AND ".join(parts)
+    return " AND ".join(f"{name} IN ({', '.join(_quote(v) for v in values)})" for name, values in checked.items())
 
 
 def dense_reach(k: int, rrf_k: int, weights: tuple[float, float]) -> int:
@@ -178,7 +170,7 @@ class LanceDBBackend:
             catalog["versions"].setdefault(name, {**dict(meta), "dim": dim})
             self._write_catalog(catalog)
 
-    def upsert(self, name: str, chunks: Sequence[IndexedChunk], policy: WritePolicy = WritePolicy.UPSERT) -> int:
+    def upsert(self, name: str, chunks: Sequence[IndexedChunk]) -> int:
         if not chunks:
             return 0
         import pyarrow as pa

@@ -3,7 +3,6 @@
 import contextlib
 import functools
 import importlib.metadata
-import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,8 +12,8 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from packaging import version
 
-from rag_platform.dbt import dbt_project_dir, ensure_manifest
-from rag_platform.defs.resources import PlatformResource, RefreshLockResource
+from rag_platform.dbt import dbt_project_dir, dbt_vars, ensure_manifest
+from rag_platform.defs.resources import PlatformResource
 
 
 class Translator(DagsterDbtTranslator):
@@ -34,16 +33,15 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         dbt: DbtCliResource,
         platform: PlatformResource,
-        refresh_lock: RefreshLockResource,
     ) -> Iterator[Any]:
-        settings = platform.settings()
-        os.environ["RAG_PLATFORM_WAREHOUSE"] = str(settings.warehouse_path)
+        parts = platform.parts
         # One target folder for all runs (they never overlap: the refresh lock) keeps dbt's partial parse.
-        target = settings.home / "dbt" / "target"
-        refresh_lock.prewarm()  # while this step waits on dbt
+        target = parts.home / "dbt" / "target"
+        parts.start_warmup()  # while this step waits on dbt
+        args = ["build", "--vars", dbt_vars(parts.settings.warehouse_path)]
         # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
         with contextlib.redirect_stdout(sys.stderr):
-            yield from dbt.cli(["build"], context=context, target_path=target).stream()
+            yield from dbt.cli(args, context=context, target_path=target).stream()
 
     return dbt_models
 
