@@ -23,6 +23,7 @@ from rag_platform.warehouse import SCHEMA
 
 ALIAS = "unit_chunks"
 CONFIG = ChunkerConfig(max_tokens=24, overlap=4, tokenizer="words")
+DEFAULT_POLICY = IndexPolicy()
 
 
 def document(name: str, version: str = "1", paragraphs: int = 3) -> tuple[str, str, str, str, str]:
@@ -62,7 +63,7 @@ def refresh(
     run_id: str,
     *,
     full: bool = False,
-    policy: IndexPolicy = IndexPolicy(),
+    policy: IndexPolicy = DEFAULT_POLICY,
     quality_gate: QualityGate | None = None,
 ) -> tuple[ChunkStats, EmbedStats, IndexStats]:
     chunker = Chunker(CONFIG, count_tokens=count_words)
