@@ -18,7 +18,7 @@ import numpy as np
 
 from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.config import Settings
-from rag_platform.embedding import BACKENDS, make_embedder, resolve_model_path
+from rag_platform.embedding import RUNTIMES, make_embedder, resolve_model_path
 from rag_platform.parsing import parse_document
 from rag_platform.records import ParsedDocument
 from rag_platform.synthetic import generate_corpus
@@ -55,12 +55,12 @@ def select_default(backends: Mapping[str, Mapping[str, float]], min_cosine: floa
     return max(sorted(eligible), key=lambda name: eligible[name]["chunks_per_s"])
 
 
-def available_backends() -> list[str]:
+def available_runtimes() -> list[str]:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return ["torch"]
-    return list(BACKENDS)
+    return list(RUNTIMES)
 
 
 def benchmark_backends(settings: Settings, n: int, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def benchmark_backends(settings: Settings, n: int, log: Callable[[str], None] = 
     results: dict[str, dict[str, float]] = {
         "torch": {"chunks_per_s": round(len(texts) / (time.perf_counter() - started), 2)}
     }
-    for name in available_backends():
+    for name in available_runtimes():
         embedder = make_embedder(dataclasses.replace(settings.embedding, backend=name), settings.cache_dir)
         embedder.embed(texts[:8])  # load (and export, for ONNX) outside the timed pass
         started = time.perf_counter()

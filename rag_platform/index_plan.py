@@ -112,11 +112,19 @@ def register_version(
 
 
 def mark_served(con: duckdb.DuckDBPyConnection, alias: str, name: str) -> None:
-    """Record ``name`` as the alias's served version (the previous one stays kept as ``ready``)."""
+    """Record ``name`` as the alias's served version (the previous one stays kept as ``ready``) and what it
+    serves (``published_chunks``: the ledger as of this publication, which later unpublished writes to the
+    same version do not change)."""
     con.execute("UPDATE index_versions SET status = 'ready' WHERE alias = ? AND status = 'served'", [alias])
     con.execute(
         "UPDATE index_versions SET status = 'served', published_at = coalesce(published_at, ?) WHERE name = ?",
         [now(), name],
+    )
+    con.execute("DELETE FROM published_chunks WHERE alias = ?", [alias])
+    con.execute(
+        """INSERT INTO published_chunks SELECT ?, index_name, chunk_id, document_id FROM index_state
+           WHERE index_name = ?""",
+        [alias, name],
     )
 
 

@@ -91,6 +91,7 @@ def sync_index(
     stats = IndexStats(name=target.alias, version=plan.name, new_version=plan.new_version)
     if plan.new_version:
         register_version(con, backend, plan, target, run_id)
+    backend.open_for_writes(plan.name)
     reconcile_ledger(con, backend, plan.name)
     to_upsert, to_delete = index_delta(con, plan.name, target.chunker.fingerprint)
 
@@ -160,10 +161,12 @@ def _write(
 
 
 def publish(con: duckdb.DuckDBPyConnection, backend: IndexBackend, plan: IndexPlan, alias: str, run_id: str) -> None:
-    """Point the alias at the planned version (a no-op move when it is already served) and record it."""
+    """Point the alias at the planned version as written now (for the served version itself, this publishes the
+    run's in-place writes) and record it."""
     if plan.name != plan.served:
         faults.checkpoint("alias_switch")
-        backend.swap_alias(alias, plan.name)
+    backend.swap_alias(alias, plan.name)
+    if plan.name != plan.served:
         con.execute(
             "INSERT INTO alias_events VALUES (?, ?, ?, ?, ?, ?)",
             [alias, plan.name, plan.served, run_id, now(), "publish"],

@@ -68,9 +68,10 @@ def imports_of(path: Path, module: str) -> set[str]:
                 base = ".".join([*anchor, *([base] if base else [])])
             if not base.startswith("rag_platform"):
                 continue
-            # ``from rag_platform import warehouse`` imports the submodule.
-            for alias in node.names:
-                found.add(f"{base}.{alias.name}" if base == "rag_platform" else base)
+            # ``from rag_platform.pipeline import steps`` imports the package and its submodule ``steps``
+            # (names that are not modules are dropped by the caller).
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
     return found
 
 

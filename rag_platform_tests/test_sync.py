@@ -200,3 +200,29 @@ def test_a_gate_built_from_failures_names_them(failures: tuple[str, ...], passed
     gate = Gate.from_failures("suite", 5, failures)
     assert (gate.passed, gate.message, gate.as_dict()) == (passed, message, {"passed": passed, "message": message})
     assert not gate.with_failure("c bad").passed
+
+
+def test_an_incremental_change_is_invisible_to_readers_until_its_gates_pass(
+    con: duckdb.DuckDBPyConnection, backend: LanceDBBackend, tmp_path: Path
+) -> None:
+    """Regression: in-place incremental writes used to be served before the gates ran."""
+    embedder = FakeEmbedder()
+    set_documents(con, document("alpha"), document("beta"))
+    _, _, served = refresh(con, backend, embedder, "r1")
+    reader = LanceDBBackend(tmp_path / "index")
+    published = reader.chunk_hashes(served.version)
+
+    def blocked(candidate: str, current: str | None) -> Gate:
+        return Gate("retrieval_quality_within_tolerance", False, "nDCG@10 dropped")
+
+    set_documents(con, document("alpha", version="2"), document("beta"), document("gamma"))
+    _, _, held = refresh(con, backend, embedder, "r2", quality_gate=blocked)
+    assert held.version == served.version and held.upserted > 0 and not held.published
+    assert reader.chunk_hashes(served.version) == published and reader.count(served.version) == len(published)
+    assert not reader.search_keyword(served.version, "gamma", 5)
+
+    _, _, released = refresh(con, backend, embedder, "r3")
+    assert released.published and released.upserted == 0  # the held writes are published as they are
+    assert set(reader.chunk_hashes(served.version)) == live_chunk_ids(con)
+    assert reader.search_keyword(served.version, "gamma", 5)
+    reader.close()

@@ -9,7 +9,10 @@ Contract, shared by all backends and checked by ``rag_platform_tests/backends/co
 - ``refresh`` makes acknowledged writes visible to search (and rebuilds keyword statistics over live rows).
 - Scores: dense = cosine similarity, keyword = BM25, hybrid = reciprocal rank fusion. Results are ordered by
   score, ties by ``chunk_id``. Filters match exactly on keyword fields (a list means any of).
-- An alias names the served version; ``swap_alias`` moves it atomically.
+- An alias names the served version; ``swap_alias`` moves it atomically. Writes made to the served version
+  after its last swap stay invisible to searches through the alias until the next ``swap_alias`` (which may
+  name the same version), so a refresh killed or blocked before that changes nothing that is served; the
+  handle that writes (``open_for_writes``) reads the version's latest state.
 """
 
 from __future__ import annotations
@@ -84,6 +87,10 @@ class IndexBackend(Protocol):
         ...
 
     def delete(self, name: str, chunk_ids: Sequence[str]) -> int: ...
+
+    def open_for_writes(self, name: str) -> None:
+        """From now on this handle reads ``name``'s latest state, unpublished writes included."""
+        ...
 
     def refresh(self, name: str) -> None: ...
 

@@ -316,6 +316,9 @@ class ElasticsearchBackend:
         self._bulk(name, actions, ok_statuses=frozenset({404}))  # deleting an unknown id is a no-op
         return len(ids)
 
+    def open_for_writes(self, name: str) -> None:
+        """Nothing to do: a search through an alias sees acknowledged writes after ``refresh``."""
+
     def refresh(self, name: str) -> None:
         """Restore the refresh interval (off during the build) and make every acknowledged write searchable."""
         physical = self._physical(name)

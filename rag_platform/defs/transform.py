@@ -14,6 +14,8 @@ from packaging import version
 
 from rag_platform.dbt import dbt_project_dir, dbt_vars, ensure_manifest
 from rag_platform.defs.resources import PlatformResource
+from rag_platform.gates import Gate
+from rag_platform.pipeline import steps
 
 
 class Translator(DagsterDbtTranslator):
@@ -39,11 +41,28 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
         target = parts.home / "dbt" / "target"
         parts.start_warmup()  # while this step waits on dbt
         args = ["build", "--vars", dbt_vars(parts.settings.warehouse_path)]
-        # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
-            yield from dbt.cli(args, context=context, target_path=target).stream()
+        tests: list[Gate] = []
+        try:
+            # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                for event in dbt.cli(args, context=context, target_path=target).stream():
+                    if isinstance(event, dg.AssetCheckResult):
+                        tests.append(dbt_test_gate(event))
+                    yield event
+        finally:
+            # Recorded once dbt has let go of the warehouse file: dbt tests are gates of the run like the others.
+            for gate in tests:
+                steps.gate_recorded(parts, context.run.run_id, gate)
 
     return dbt_models
+
+
+def dbt_test_gate(result: dg.AssetCheckResult) -> Gate:
+    """A dbt test's outcome as a gate of the run."""
+    name = result.check_name or "dbt_test"
+    failures = getattr(result.metadata.get("dagster_dbt/failed_row_count"), "value", None)
+    detail = f"{failures} failing rows" if failures is not None else "failed"
+    return Gate(name, result.passed, f"dbt test {name}: {'passed' if result.passed else detail}")
 
 
 class InstalledDbtResource(DbtCliResource):

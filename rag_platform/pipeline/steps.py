@@ -110,14 +110,16 @@ def embed(parts: RunParts, run_id: str, log: Log | None = None) -> EmbedStats:
 
 
 def check_embeddings(parts: RunParts, run_id: str, full: bool = False) -> Gate:
-    """Validate the vectors this run produced (all live vectors on a full rebuild). Vectors that fail are
-    dropped from the cache, so no unvalidated vector can reach an index on a later run."""
+    """Validate the vectors this run produced, and those of runs that never succeeded (a killed run's cached
+    vectors are checked before any run publishes them); all live vectors on a full rebuild. Vectors that fail
+    are dropped from the cache, so no unvalidated vector can reach an index on a later run."""
     embedder = parts.embedder
-    query = """
+    unvalidated = "AND (e.run_id = ? OR e.run_id NOT IN (SELECT run_id FROM runs WHERE status = 'succeeded'))"
+    query = f"""
         SELECT DISTINCT e.text_hash, e.vector FROM embedding_cache e
         JOIN chunks c ON c.text_hash = e.text_hash AND c.chunker = ?
-        WHERE e.model_id = ? {}
-    """.format("" if full else "AND e.run_id = ?")
+        WHERE e.model_id = ? {"" if full else unvalidated}
+    """
     params: list[Any] = [parts.chunker_config.fingerprint, embedder.model_id]
     if not full:
         params.append(run_id)
