@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from backends.contract import CHECKS
@@ -17,6 +18,9 @@ from backends.contract import CHECKS
 from rag_platform.backends import IndexBackend
 from rag_platform.backends.lancedb import LanceDBBackend
 from rag_platform.config import Settings
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
 
 BACKENDS = [
     pytest.param("lancedb", id="lancedb"),
@@ -38,10 +42,22 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexBac
     prefix = f"rag-test-{uuid.uuid4().hex[:8]}-"
     env = {**os.environ, "RAG_ES_INDEX_PREFIX": prefix}
     es = ElasticsearchBackend.from_env(Settings(home=tmp_path), env)
-    yield es
-    es.client.indices.delete_alias(index=f"{prefix}*", name="*", ignore_unavailable=True, allow_no_indices=True)
-    es.client.indices.delete(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
-    es.close()
+    try:
+        yield es
+    finally:
+        delete_prefixed(es.client, prefix)
+        es.close()
+
+
+def delete_prefixed(client: Elasticsearch, prefix: str) -> None:
+    """Delete every index under ``prefix`` by its concrete name, and with it its aliases.
+
+    Wildcard index deletes are refused since 8.0 (``action.destructive_requires_name`` defaults to true,
+    elasticsearch PR #85591), so the names are listed first; deleting an index removes the aliases on it.
+    """
+    names = sorted(client.indices.get_alias(index=f"{prefix}*", allow_no_indices=True))
+    if names:
+        client.indices.delete(index=",".join(names), ignore_unavailable=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
