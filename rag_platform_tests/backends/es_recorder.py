@@ -44,8 +44,20 @@ Reply = tuple[int, Any]
 # delete, aliases, settings, mappings, refresh) and monitoring, write covers index/create/delete of documents.
 CLUSTER_IMPLIES = {"all": {"manage", "monitor"}, "manage": {"monitor"}}
 INDEX_IMPLIES = {
-    "all": {"manage", "read", "write", "index", "create", "create_doc", "delete", "create_index", "delete_index",
-            "view_index_metadata", "monitor", "maintenance"},
+    "all": {
+        "manage",
+        "read",
+        "write",
+        "index",
+        "create",
+        "create_doc",
+        "delete",
+        "create_index",
+        "delete_index",
+        "view_index_metadata",
+        "monitor",
+        "maintenance",
+    },
     "manage": {"create_index", "delete_index", "view_index_metadata", "monitor", "maintenance"},
     "write": {"index", "create", "create_doc", "delete"},
     "index": {"create", "create_doc"},
@@ -167,6 +179,9 @@ class RecordingElasticsearch:
     indexes: dict[str, IndexState] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     spec: Spec | None = field(default_factory=load_spec)
+    # True: a concrete index the stand-in does not hold is a 404, as on a server (False: recorded defaults).
+    strict_indexes: bool = False
+    _scrolls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, method: str, path_pattern: str, reply: Reply | Callable[[Recorded], Reply]) -> None:
@@ -227,8 +242,11 @@ class RecordingElasticsearch:
             return Endpoint(name, None, [], {}), _path_params(request.path)
         found = self.spec.endpoint(request.method, request.path)
         if found is None:
-            raise Refused(405 if request.path else 400, "illegal_argument_exception",
-                          f"no handler found for uri [{request.path}] and method [{request.method}]")
+            raise Refused(
+                405 if request.path else 400,
+                "illegal_argument_exception",
+                f"no handler found for uri [{request.path}] and method [{request.method}]",
+            )
         endpoint, params = found
         return endpoint, {k: unquote(v) for k, v in params.items()}
 
@@ -266,9 +284,12 @@ class RecordingElasticsearch:
         needed = EXTRA_PRIVILEGES.get(endpoint.name, endpoint.privileges)
         action = ACTION_NAMES.get(endpoint.name, endpoint.name)
         if needed.get("cluster") and not key.cluster_allows(needed["cluster"]):
-            raise Refused(403, "security_exception",
-                          f"action [{action}] is unauthorized for API key; this action is granted by the cluster "
-                          f"privileges [{','.join(needed['cluster'])},manage,all]")
+            raise Refused(
+                403,
+                "security_exception",
+                f"action [{action}] is unauthorized for API key; this action is granted by the cluster "
+                f"privileges [{','.join(needed['cluster'])},manage,all]",
+            )
         names = [n for n in params.get("index", params.get("name", "")).split(",") if n]
         if endpoint.name == "bulk":
             names_privs = [
@@ -277,16 +298,24 @@ class RecordingElasticsearch:
             ]
         elif endpoint.name == "indices.update_aliases":
             actions = request.json.get("actions", [])
-            names_privs = [(n, ["manage"]) for a in actions for body in a.values()
-                           for n in (body.get("index"), body.get("alias")) if n]
+            names_privs = [
+                (n, ["manage"])
+                for a in actions
+                for body in a.values()
+                for n in (body.get("index"), body.get("alias"))
+                if n
+            ]
         else:
             names_privs = [(n, needed.get("index", [])) for n in names if needed.get("index")]
         for name, privileges in names_privs:
             # Wildcards resolve to the authorized indexes only; concrete names must be authorized.
             if privileges and not _is_pattern(name) and not key.index_allows(name, privileges):
-                raise Refused(403, "security_exception",
-                              f"action [{action}] is unauthorized for API key on indices [{name}], this action is "
-                              f"granted by the index privileges [{','.join(privileges)},all]")
+                raise Refused(
+                    403,
+                    "security_exception",
+                    f"action [{action}] is unauthorized for API key on indices [{name}], this action is "
+                    f"granted by the index privileges [{','.join(privileges)},all]",
+                )
 
     def _semantics(self, request: Recorded, endpoint: Endpoint) -> None:
         if endpoint.name == "indices.delete" and self.destructive_requires_name:
@@ -306,17 +335,22 @@ class RecordingElasticsearch:
             kind = (prop.get("index_options") or {}).get("type", "")
             dims = prop.get("dims")
             if kind.startswith("bbq_") and isinstance(dims, int) and dims < BBQ_MIN_DIMS:
-                raise Refused(400, "mapper_parsing_exception",
-                              f"Failed to parse mapping: [{kind}] does not support dimensions fewer than "
-                              f"{BBQ_MIN_DIMS}; provided={dims} (field [{name}])")
+                raise Refused(
+                    400,
+                    "mapper_parsing_exception",
+                    f"Failed to parse mapping: [{kind}] does not support dimensions fewer than "
+                    f"{BBQ_MIN_DIMS}; provided={dims} (field [{name}])",
+                )
 
     def _check_search(self, body: dict[str, Any]) -> None:
         size = body.get("size", 10)
         # IndexSettings.MAX_RESULT_WINDOW_SETTING: from + size <= index.max_result_window.
         if body.get("from", 0) + size > MAX_RESULT_WINDOW:
-            raise Refused(400, "illegal_argument_exception",
-                          f"Result window is too large, from + size must be less than or equal to: "
-                          f"[{MAX_RESULT_WINDOW}]")
+            raise Refused(
+                400,
+                "illegal_argument_exception",
+                f"Result window is too large, from + size must be less than or equal to: [{MAX_RESULT_WINDOW}]",
+            )
         knn = body.get("knn")
         for clause in knn if isinstance(knn, list) else [knn] if knn else []:
             _check_knn(clause)
@@ -336,17 +370,23 @@ class RecordingElasticsearch:
             return
         if self.license_type not in RRF_LICENSES or self.license_status != "active":
             # LicenseUtils.newComplianceException, raised by RRFRetrieverBuilder for a non-enterprise license.
-            raise Refused(403, "security_exception",
-                          "current license is non-compliant for [Reciprocal Rank Fusion (RRF)]")
+            raise Refused(
+                403, "security_exception", "current license is non-compliant for [Reciprocal Rank Fusion (RRF)]"
+            )
         window = retriever.get("rank_window_size", 10)
         # CompoundRetrieverBuilder.validate: the window must hold the page.
         if window < size:
-            raise Refused(400, "action_request_validation_exception",
-                          f"Validation Failed: 1: [rrf] requires [rank_window_size: {window}] be greater than or "
-                          f"equal to [size: {size}];")
+            raise Refused(
+                400,
+                "action_request_validation_exception",
+                f"Validation Failed: 1: [rrf] requires [rank_window_size: {window}] be greater than or "
+                f"equal to [size: {size}];",
+            )
         # RRFRetrieverBuilder: rank_constant must be >= 1.
         if retriever.get("rank_constant", 60) < 1:
-            raise Refused(400, "illegal_argument_exception", "[rank_constant] must be greater or equal to [1] for [rrf]")
+            raise Refused(
+                400, "illegal_argument_exception", "[rank_constant] must be greater or equal to [1] for [rrf]"
+            )
         for child in retriever.get("retrievers", []):
             if "retriever" in child:
                 if self.version_tuple < (9, 2):
@@ -367,9 +407,13 @@ class RecordingElasticsearch:
                     found.append(name)
         return found
 
+    def _holding(self) -> bool:
+        """Whether the stand-in answers index requests from the indexes it holds."""
+        return bool(self.indexes) or self.strict_indexes
+
     def _stateful(self, request: Recorded, endpoint: str, params: dict[str, str], key: ApiKey | None) -> Reply | None:
         """Answers for indexes created through the stand-in; None leaves the request to the recorded defaults."""
-        method, index = request.method, params.get("index", "")
+        index = params.get("index", "")
         if endpoint == "indices.create":
             if index in self.indexes:
                 raise Refused(400, "resource_already_exists_exception", f"index [{index}] already exists")
@@ -377,18 +421,26 @@ class RecordingElasticsearch:
             self.indexes[index] = IndexState(body.get("mappings", {}), dict(body.get("settings", {})))
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
         if endpoint == "bulk":
-            return self._bulk(request) if any(
-                _is_action(line) and next(iter(line.values()))["_index"] in self.indexes for line in request.ndjson
-            ) else None
+            return (
+                self._bulk(request)
+                if any(
+                    _is_action(line) and next(iter(line.values()))["_index"] in self.indexes for line in request.ndjson
+                )
+                else None
+            )
         if endpoint == "indices.update_aliases":
-            return self._update_aliases(request.json["actions"]) if self.indexes else None
+            return self._update_aliases(request.json["actions"]) if self._holding() else None
         if endpoint == "indices.get_alias":
-            if not self.indexes:
+            if not self._holding():
                 return None
             names = self._resolve(index or "*", key, ["view_index_metadata"])
             alias = params.get("name")
             body = {
-                n: {"aliases": {a: {} for a in sorted(self.indexes[n].aliases) if not alias or fnmatch.fnmatch(a, alias)}}
+                n: {
+                    "aliases": {
+                        a: {} for a in sorted(self.indexes[n].aliases) if not alias or fnmatch.fnmatch(a, alias)
+                    }
+                }
                 for n in names
             }
             if alias:
@@ -396,12 +448,33 @@ class RecordingElasticsearch:
                 if not body:
                     return 404, {"error": f"alias [{alias}] missing", "status": 404}
             return 200, body
-        if endpoint == "indices.get_mapping" and _is_pattern(index) and self.indexes:
+        if endpoint == "indices.get_mapping" and _is_pattern(index) and self._holding():
             names = self._resolve(index, key, ["view_index_metadata"])
             return 200, {n: {"mappings": self.indexes[n].mappings} for n in names}
+        if endpoint == "scroll":
+            hits = self._scrolls.get("stand-in-scroll", [])
+            self._scrolls["stand-in-scroll"] = hits[1000:]
+            return 200, {**_search_response(hits[:1000]), "_scroll_id": "stand-in-scroll"}
+        if endpoint == "clear_scroll":
+            self._scrolls.clear()
+            return 200, {"succeeded": True, "num_freed": 1}
         if not index or _is_pattern(index):
             return None
         names = self._resolve(index, key, ["read"])
+        if not names and self.strict_indexes:
+            if endpoint == "indices.exists":
+                return 404, None
+            if endpoint == "indices.delete" and request.flag("ignore_unavailable"):
+                return 200, {"acknowledged": True}
+            missing = index.split(",")[0]
+            return 404, {
+                "error": {
+                    "type": "index_not_found_exception",
+                    "reason": f"no such index [{missing}]",
+                    "index": missing,
+                },
+                "status": 404,
+            }
         if not names:
             return None
         state = self.indexes[names[0]]
@@ -416,8 +489,11 @@ class RecordingElasticsearch:
         if endpoint == "indices.put_settings":
             updates = _flatten(request.json).items()
             if any(k in {"number_of_shards", "index.number_of_shards"} for k, _ in updates):
-                raise Refused(400, "illegal_argument_exception",
-                              "Can't update non dynamic settings [[index.number_of_shards]] for open indices")
+                raise Refused(
+                    400,
+                    "illegal_argument_exception",
+                    "Can't update non dynamic settings [[index.number_of_shards]] for open indices",
+                )
             for name, value in updates:
                 name = name.removeprefix("index.")
                 if value is None:
@@ -435,7 +511,7 @@ class RecordingElasticsearch:
             # Count and search read the last refreshed view only (near real-time search).
             return 200, {"count": sum(len(self.indexes[n].docs) for n in names)}
         if endpoint == "search":
-            return 200, self._search(request, [self.indexes[n] for n in names])
+            return 200, self._search(request, names)
         return None
 
     def _bulk(self, request: Recorded) -> Reply:
@@ -476,39 +552,79 @@ class RecordingElasticsearch:
             op, body = next(iter(action.items()))
             index, alias = body["index"], body["alias"]
             if index not in self.indexes:
-                return 404, {"error": {"type": "index_not_found_exception", "reason": f"no such index [{index}]"},
-                             "status": 404}
+                return 404, {
+                    "error": {"type": "index_not_found_exception", "reason": f"no such index [{index}]"},
+                    "status": 404,
+                }
             if op == "remove" and alias not in self.indexes[index].aliases and body.get("must_exist", True):
-                return 404, {"error": {"type": "aliases_not_found_exception", "reason": f"aliases [{alias}] missing"},
-                             "status": 404}
+                return 404, {
+                    "error": {"type": "aliases_not_found_exception", "reason": f"aliases [{alias}] missing"},
+                    "status": 404,
+                }
             plan.append((op, index, alias))
         for op, index, alias in plan:
             (self.indexes[index].aliases.add if op == "add" else self.indexes[index].aliases.discard)(alias)
         return 200, {"acknowledged": True}
 
-    def _search(self, request: Recorded, states: list[IndexState]) -> dict[str, Any]:
+    def _search(self, request: Recorded, names: list[str]) -> dict[str, Any]:
+        """Search the refreshed documents: query DSL (match_all, ids, match, terms, bool), kNN by cosine and the
+        RRF retriever, scored as the server scores them (BM25, (1 + cos) / 2, 1 / (rank_constant + rank))."""
         body = request.json if request.raw else {}
-        docs = [(doc_id, source) for state in states for doc_id, source in sorted(state.docs.items())]
-        if request.path == "/_search/scroll":
-            docs = []
-        query = body.get("query", {})
-        if "ids" in query:
-            wanted = set(query["ids"]["values"])
-            docs = [(d, s) for d, s in docs if d in wanted]
-        hits = []
-        for rank, (doc_id, source) in enumerate(docs, start=1):
-            score = 1.0 / (60 + rank)
-            knn = body.get("knn")
-            if isinstance(knn, dict) and "vector" in source:
-                score = (1.0 + _cosine(knn["query_vector"], source["vector"])) / 2.0
-            hits.append({"_index": "", "_id": doc_id, "_score": score, "_source": _filter_source(source, body)})
+        corpus = [
+            (name, doc_id, source) for name in names for doc_id, source in sorted(self.indexes[name].docs.items())
+        ]
         if self.search_hits:
-            hits = self.search_hits
-        hits = sorted(hits, key=lambda h: -h["_score"])[: body.get("size", 10)]
-        response = _search_response(hits)
+            ranked = [(h["_score"], h) for h in self.search_hits]
+        else:
+            ranked = [
+                (score, {"_index": index, "_id": doc_id, "_score": score, "_source": self._source(index, source, body)})
+                for (index, doc_id, source), score in self._top(body, corpus)
+            ]
+        hits = [hit for _, hit in ranked]
+        size = body.get("size", 10)
         if "scroll" in request.query:
+            self._scrolls["stand-in-scroll"] = hits[size:]
+            response = _search_response(hits[:size])
             response["_scroll_id"] = "stand-in-scroll"
-        return response
+            return response
+        return _search_response(hits[:size])
+
+    def _source(self, index: str, source: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """Source filtering; from 9.2 on, dense vectors are left out of _source unless
+        ``exclude_vectors: false`` asks for them (9.2 release notes, "exclude vectors from source")."""
+        shown = _filter_source(source, body)
+        spec = body.get("_source")
+        wants_vectors = isinstance(spec, dict) and spec.get("exclude_vectors") is False
+        if self.version_tuple >= (9, 2) and not wants_vectors:
+            properties = self.indexes[index].mappings.get("properties", {})
+            shown = {k: v for k, v in shown.items() if properties.get(k, {}).get("type") != "dense_vector"}
+        return shown
+
+    def _top(self, body: dict[str, Any], corpus: list[Doc]) -> list[tuple[Doc, float]]:
+        if "retriever" in body:
+            return self._retrieve(body["retriever"], corpus)
+        if "knn" in body:
+            return _knn(body["knn"], corpus)
+        query = body.get("query", {"match_all": {}})
+        scored = [(doc, _score(query, doc[2], corpus)) for doc in corpus]
+        return sorted(((d, sc) for d, sc in scored if sc is not None), key=lambda item: (-item[1], item[0][1]))
+
+    def _retrieve(self, container: dict[str, Any], corpus: list[Doc]) -> list[tuple[Doc, float]]:
+        kind, retriever = next(iter(container.items()))
+        if kind == "knn":
+            return _knn(retriever, corpus)
+        if kind == "standard":
+            return self._top({"query": retriever.get("query", {"match_all": {}})}, corpus)
+        window, constant = retriever.get("rank_window_size", 10), retriever.get("rank_constant", 60)
+        fused: dict[tuple[str, str], float] = {}
+        docs: dict[tuple[str, str], Doc] = {}
+        for child in retriever["retrievers"]:
+            weight = child.get("weight", 1.0) if "retriever" in child else 1.0
+            ranked = self._retrieve(child.get("retriever", child), corpus)[:window]
+            for rank, (doc, _) in enumerate(ranked, start=1):
+                fused[doc[:2]] = fused.get(doc[:2], 0.0) + weight / (constant + rank)
+                docs[doc[:2]] = doc
+        return sorted(((docs[key], score) for key, score in fused.items()), key=lambda item: (-item[1], item[0][1]))
 
     # ---- recorded default shapes (indexes the stand-in did not create) ---------------------------------
 
@@ -579,6 +695,74 @@ def _document_problem(mappings: dict[str, Any], source: dict[str, Any]) -> tuple
     return None
 
 
+Doc = tuple[str, str, dict[str, Any]]  # (index, _id, _source)
+_TOKEN = re.compile(r"\w+")
+
+
+def _tokens(text: str) -> list[str]:
+    """The standard analyzer, for the ASCII words these tests use: lowercased word characters."""
+    return _TOKEN.findall(text.lower())
+
+
+def _field_value(source: dict[str, Any], field_name: str) -> Any:
+    # title.raw is the keyword sub-field of title: the same value, not analysed.
+    return source.get(field_name.removesuffix(".raw"))
+
+
+def _score(query: dict[str, Any], source: dict[str, Any], corpus: list[Doc]) -> float | None:
+    """The query's score for one document (None: no match); bool filters match without scoring."""
+    kind, clause = next(iter(query.items()))
+    if kind == "match_all":
+        return 1.0
+    if kind == "ids":
+        return 1.0 if source.get("chunk_id") in set(clause["values"]) else None
+    if kind == "terms":
+        (field_name, values), *_ = ((k, v) for k, v in clause.items() if k != "boost")
+        return 0.0 if _field_value(source, field_name) in set(values) else None
+    if kind == "match":
+        field_name, spec = next(iter(clause.items()))
+        text = spec["query"] if isinstance(spec, dict) else spec
+        return _bm25(field_name, _tokens(str(text)), source, corpus)
+    if kind == "bool":
+        total = 0.0
+        for key in ("must", "filter"):
+            clauses = clause.get(key, [])
+            for sub in clauses if isinstance(clauses, list) else [clauses]:
+                score = _score(sub, source, corpus)
+                if score is None:
+                    return None
+                total += score if key == "must" else 0.0
+        return total
+    raise Refused(400, "parsing_exception", f"the stand-in does not evaluate [{kind}] queries")
+
+
+def _bm25(field_name: str, terms: list[str], source: dict[str, Any], corpus: list[Doc]) -> float | None:
+    """Lucene's BM25 (k1 = 1.2, b = 0.75) over the refreshed documents of the searched indexes."""
+    docs = [_tokens(str(s.get(field_name, ""))) for _, _, s in corpus]
+    mine = _tokens(str(source.get(field_name, "")))
+    average = sum(map(len, docs)) / len(docs) if docs else 1.0
+    score = 0.0
+    matched = False
+    for term in set(terms):
+        frequency = mine.count(term)
+        if not frequency:
+            continue
+        matched = True
+        having = sum(1 for d in docs if term in d)
+        idf = math.log(1 + (len(docs) - having + 0.5) / (having + 0.5))
+        score += idf * frequency * 2.2 / (frequency + 1.2 * (0.25 + 0.75 * len(mine) / average))
+    return score if matched else None
+
+
+def _knn(clause: dict[str, Any], corpus: list[Doc]) -> list[tuple[Doc, float]]:
+    """Exact nearest neighbours among the documents the filter admits: (1 + cos) / 2, the top k."""
+    filters = clause.get("filter", [])
+    filters = filters if isinstance(filters, list) else [filters]
+    admitted = [d for d in corpus if all(_score(f, d[2], corpus) is not None for f in filters)]
+    scored = [(d, (1.0 + _cosine(clause["query_vector"], d[2]["vector"])) / 2.0) for d in admitted if "vector" in d[2]]
+    return sorted(scored, key=lambda item: (-item[1], item[0][1]))[: clause.get("k", 10)]
+
+
 def _filter_source(source: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     spec = body.get("_source")
     if isinstance(spec, dict) and "includes" in spec:
@@ -634,9 +818,16 @@ def _endpoint_name_without_spec(method: str, path: str) -> str:
     """Endpoint names for the semantic rules when the specification could not be installed."""
     parts = [p for p in path.split("/") if p]
     last = parts[-1] if parts else ""
-    names = {"_search": "search", "_count": "count", "_bulk": "bulk", "_refresh": "indices.refresh",
-             "_settings": "indices.put_settings", "_mapping": "indices.get_mapping", "_aliases": "indices.update_aliases",
-             "_license": "license.get"}
+    names = {
+        "_search": "search",
+        "_count": "count",
+        "_bulk": "bulk",
+        "_refresh": "indices.refresh",
+        "_settings": "indices.put_settings",
+        "_mapping": "indices.get_mapping",
+        "_aliases": "indices.update_aliases",
+        "_license": "license.get",
+    }
     if not parts:
         return "info"
     if last in names:

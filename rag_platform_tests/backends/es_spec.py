@@ -126,7 +126,9 @@ class Spec:
         path = request.get("path", [])
         known |= {p["name"] for p in path}
         return [
-            f"request [{endpoint.name}] contains unrecognized parameter: [{name}]" for name in query if name not in known
+            f"request [{endpoint.name}] contains unrecognized parameter: [{name}]"
+            for name in query
+            if name not in known
         ]
 
     def check_body(self, endpoint: Endpoint, body: Any, *, version: tuple[int, int] | None = None) -> list[str]:
@@ -219,7 +221,9 @@ class _Checker:
         generics = value_of.get("generics") or []
         bound: Env = {_key(g): (v, env) for g, v in zip(definition.get("generics") or [], generics, strict=False)}
         if definition["kind"] == "enum":
-            names = {m["name"] for m in definition["members"]} | {a for m in definition["members"] for a in m.get("aliases", [])}
+            names = {m["name"] for m in definition["members"]} | {
+                a for m in definition["members"] for a in m.get("aliases", [])
+            }
             text = str(value).lower() if isinstance(value, bool) else value
             if definition.get("isOpen") or (isinstance(text, str) and text in names):
                 return []
@@ -233,17 +237,25 @@ class _Checker:
             return self.interface(value, definition, bound, where)
         return []
 
-    def tagged(self, value: dict[str, Any], alias: dict[str, Any], variants: dict[str, Any], env: Env, where: str) -> list[str]:
+    def tagged(
+        self, value: dict[str, Any], alias: dict[str, Any], variants: dict[str, Any], env: Env, where: str
+    ) -> list[str]:
         tag = variants["tag"]
         wanted = value.get(tag, variants.get("defaultTag"))
         for item in alias["type"]["items"]:
             definition = self.spec.types.get(_key(item["type"]), {})
             for prop in self.all_properties(definition, env)[0]:
-                if prop["name"] == tag and prop["type"].get("kind") == "literal_value" and prop["type"]["value"] == wanted:
+                if (
+                    prop["name"] == tag
+                    and prop["type"].get("kind") == "literal_value"
+                    and prop["type"]["value"] == wanted
+                ):
                     return self.value(value, item, env, where)
         return [f"[{where or '<body>'}] unknown {tag} [{wanted}]"]
 
-    def all_properties(self, definition: dict[str, Any], env: Env) -> tuple[list[dict[str, Any]], list[tuple[Any, Env]]]:
+    def all_properties(
+        self, definition: dict[str, Any], env: Env
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, Env]]]:
         """Own and inherited properties, and the value types of AdditionalProperty/-ies behaviors."""
         props: list[dict[str, Any]] = []
         extras: list[tuple[Any, Env]] = []
@@ -308,6 +320,14 @@ class _Checker:
                 continue
             errors.extend(self.value(item, prop["type"], prop.get("_env", env), at))
         for prop in props:
-            if prop.get("required") and prop["name"] not in value and not (prop.get("aliases") and set(prop["aliases"]) & set(value)):
+            if (
+                prop.get("required")
+                and prop["name"] not in value
+                and not (prop.get("aliases") and set(prop["aliases"]) & set(value))
+            ):
                 errors.append(f"[{where or '<body>'}] required field [{prop['name']}] is missing")
         return errors
+
+
+if __name__ == "__main__":  # `make es-spec`
+    print(install_schema())

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from elasticsearch import ApiError
 from backends.es_recorder import RecordingElasticsearch, serve
 from backends.es_spec import load_spec
 from backends.test_conformance import delete_prefixed
+from elasticsearch import ApiError
 
 from rag_platform.backends import BackendError, IndexMissing
 from rag_platform.backends.elasticsearch import (
@@ -111,8 +111,9 @@ def test_requests_are_validated_against_the_api_specification(stand_in: tuple[Re
     client = backend_for(url).client
     json_body = {"content-type": "application/json"}
     with refusal(rec, "[knn] unknown field [bogus]"):
-        client.perform_request("POST", "/idx/_search", body={"knn": {"field": "v", "k": 3, "bogus": 1}},
-                               headers=json_body)
+        client.perform_request(
+            "POST", "/idx/_search", body={"knn": {"field": "v", "k": 3, "bogus": 1}}, headers=json_body
+        )
     with refusal(rec, "unrecognized parameter: [allow_no_indices]"):
         client.perform_request("DELETE", "/idx/_alias/x", params={"allow_no_indices": "true"})
     vector = {"type": "dense_vector", "index_options": {"type": "ivf"}}
@@ -214,7 +215,9 @@ def test_a_license_expiring_sooner_than_the_ttl_is_not_trusted_past_its_expiry(
     stand_in: tuple[RecordingElasticsearch, str],
 ) -> None:
     rec, url = stand_in
-    rec.script("GET", "/_license", (200, {"license": {"type": "trial", "status": "active", "expiry_date_in_millis": 0}}))
+    rec.script(
+        "GET", "/_license", (200, {"license": {"type": "trial", "status": "active", "expiry_date_in_millis": 0}})
+    )
     assert not backend_for(url).server_side_rrf((1.0, 1.0))
 
 
@@ -282,7 +285,7 @@ def test_least_privilege_key_builds_searches_hybrid_and_passes_the_consistency_c
 def test_a_key_missing_a_needed_privilege_fails_with_a_clear_403(stand_in: tuple[RecordingElasticsearch, str]) -> None:
     rec, url = stand_in
     rec.add_api_key("read-only", [], [(["rag_chunks*"], ["read"])])
-    with pytest.raises(Forbidden, match="refused the request [(]403[)]"):
+    with pytest.raises(Forbidden, match=r"refused the request \(403\)"):
         backend_for(url, env={"RAG_ES_API_KEY": "read-only"}).create_version(f"{ALIAS}-x-0001", DIM, {})
     assert "index privileges [view_index_metadata" in refused(rec)[0]
 
@@ -319,8 +322,9 @@ def test_wildcard_deletes_are_refused_and_teardown_deletes_concrete_names(
     backend.swap_alias("conf-served", "conf-served-0001")
     rec.indexes["unrelated"] = rec.indexes[f"{prefix}conf-v1"].__class__({}, {})
     with pytest.raises(TypeError):  # the 9.5 client has no such keywords for delete_alias
-        backend.client.indices.delete_alias(index=f"{prefix}*", name="*", ignore_unavailable=True,
-                                            allow_no_indices=True)  # type: ignore[call-arg]
+        backend.client.indices.delete_alias(
+            index=f"{prefix}*", name="*", ignore_unavailable=True, allow_no_indices=True
+        )  # type: ignore[call-arg]
     with refusal(rec, "Wildcard expressions or all indices are not allowed"):
         backend.client.indices.delete(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
     delete_prefixed(backend.client, prefix)
@@ -406,7 +410,9 @@ def test_stand_in_enforces_num_candidates_bounds(stand_in: tuple[RecordingElasti
     client = backend_for(url).client
     for k, candidates, reason in ((20, 10, "less than [k]"), (5, 10_001, "cannot exceed [10000]")):
         with refusal(rec, reason):
-            client.search(index="idx", knn={"field": "vector", "query_vector": [1.0], "k": k, "num_candidates": candidates})
+            client.search(
+                index="idx", knn={"field": "vector", "query_vector": [1.0], "k": k, "num_candidates": candidates}
+            )
 
 
 def test_large_k_stays_within_the_servers_bounds(stand_in: tuple[RecordingElasticsearch, str]) -> None:
@@ -479,7 +485,7 @@ def test_get_batches_stay_within_the_result_window(stand_in: tuple[RecordingElas
 
 
 def test_stand_in_applies_the_strict_mapping_to_documents(stand_in: tuple[RecordingElasticsearch, str]) -> None:
-    rec, url = stand_in
+    _, url = stand_in
     backend = backend_for(url)
     backend.create_version("strict", DIM, {"model": "m"})
     with pytest.raises(BackendError, match="different number of dimensions"):
