@@ -61,6 +61,9 @@ _KEYWORD_FIELDS = ("chunk_id", "document_id", "source", "document_version", "run
 # Filters address keyword fields; title is analysed text, so its exact form lives in a keyword sub-field.
 _FILTER_TARGET = {"title": "title.raw"}
 log = logging.getLogger(__name__)
+# (server, what) pairs already warned about: a degraded mode is reported once per process, not per backend.
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_LOCK = threading.Lock()
 
 
 class Forbidden(BackendError):
@@ -233,7 +236,6 @@ class ElasticsearchBackend:
         self._visible: set[str] = set()
         # Whether _source.exclude_vectors may be sent when the version is unknown (None: not tried yet).
         self._exclude_vectors: bool | None = None
-        self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -283,9 +285,11 @@ class ElasticsearchBackend:
             raise BackendError(f"{self.where} answered {exc.meta.status}: {_reason(exc)}") from None
 
     def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("%s", message)
+        with _WARNED_LOCK:
+            if (self.where, key) in _WARNED:
+                return
+            _WARNED.add((self.where, key))
+        log.warning("%s", message)
 
     def _server_features(self) -> ServerFeatures:
         """Server version and whether the license allows the RRF retriever, re-asked after ``license_ttl_s``.
@@ -481,7 +485,8 @@ class ElasticsearchBackend:
                     index=physical, query={"ids": {"values": batch}}, size=len(batch), source=self._source_spec(flag)
                 )
         except BackendError as exc:
-            if not flag or self._version_at_least((9, 2)) is not None or "answered 400" not in str(exc):
+            # Before 9.2 the source filter has no such key: FetchSourceContext answers 400 naming it.
+            if not flag or self._version_at_least((9, 2)) is not None or "exclude_vectors" not in str(exc):
                 raise
             self._exclude_vectors = False
             return self._search_ids(name, batch)
@@ -501,6 +506,8 @@ class ElasticsearchBackend:
             body = self._search_ids(name, ids[start : start + batch_size])
             for hit in body["hits"]["hits"]:
                 doc = hit["_source"]
+                if "vector" not in doc:
+                    raise BackendError(f"{self.where} returned chunk {hit['_id']} without its vector")
                 found.append(
                     IndexedChunk(**{field: doc.get(field, "") for field in _SOURCE_FIELDS}, vector=list(doc["vector"]))
                 )

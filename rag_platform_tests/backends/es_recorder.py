@@ -356,8 +356,9 @@ class RecordingElasticsearch:
             _check_knn(clause)
         source = body.get("_source")
         if isinstance(source, dict) and "exclude_vectors" in source and self.version_tuple < (9, 2):
-            # _source.exclude_vectors is new in 9.2 (9.2 release notes: vectors excluded from _source).
-            raise Refused(400, "x_content_parse_exception", "[_source] unknown field [exclude_vectors]")
+            # _source.exclude_vectors is new in 9.2 (9.2 release notes: vectors excluded from _source); older
+            # servers' FetchSourceContext.fromXContent refuses keys it does not know.
+            raise Refused(400, "parsing_exception", "Unknown key for a VALUE_BOOLEAN in [exclude_vectors].")
         retriever = body.get("retriever")
         if retriever:
             self._check_retriever(retriever, size)

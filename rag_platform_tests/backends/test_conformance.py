@@ -12,17 +12,13 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-from backends.contract import CHECKS
+from backends.contract import CHECKS, delete_prefixed
 
 from rag_platform.backends import IndexBackend
 from rag_platform.backends.lancedb import LanceDBBackend
 from rag_platform.config import Settings
-
-if TYPE_CHECKING:
-    from elasticsearch import Elasticsearch
 
 BACKENDS = [
     pytest.param("lancedb", id="lancedb"),
@@ -83,17 +79,6 @@ def stand_in_backend(tmp_path: Path, check_name: str, *, server_rrf: bool) -> It
     finally:
         es.close()
         stop()
-
-
-def delete_prefixed(client: Elasticsearch, prefix: str) -> None:
-    """Delete every index under ``prefix`` by its concrete name, and with it its aliases.
-
-    Wildcard index deletes are refused since 8.0 (``action.destructive_requires_name`` defaults to true,
-    elasticsearch PR #85591), so the names are listed first; deleting an index removes the aliases on it.
-    """
-    names = sorted(client.indices.get_alias(index=f"{prefix}*", allow_no_indices=True))
-    if names:
-        client.indices.delete(index=",".join(names), ignore_unavailable=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from backends.contract import delete_prefixed
 from backends.es_recorder import RecordingElasticsearch, serve
 from backends.es_spec import load_spec
-from backends.test_conformance import delete_prefixed
 from elasticsearch import ApiError
 
 from rag_platform.backends import BackendError, IndexMissing
@@ -490,3 +490,14 @@ def test_stand_in_applies_the_strict_mapping_to_documents(stand_in: tuple[Record
     backend.create_version("strict", DIM, {"model": "m"})
     with pytest.raises(BackendError, match="different number of dimensions"):
         backend.upsert("strict", [chunk("c1", vector=[1.0, 0.0])])
+
+
+def test_fields_newer_than_the_server_are_unknown_to_it(stand_in: tuple[RecordingElasticsearch, str]) -> None:
+    rec, url = stand_in
+    if rec.spec is None:
+        pytest.skip("the Elasticsearch API specification could not be installed")
+    knn = {"field": "vector", "query_vector": [1.0], "k": 1, "num_candidates": 5, "visit_percentage": 10.0}
+    with refusal(rec, "unknown field [visit_percentage] (added in 9.2)"):  # the specification's availability
+        backend_for(url).client.search(index="idx", knn=knn)
+    rec.version = "9.2.0"
+    backend_for(url).client.search(index="idx", knn=knn)
