@@ -641,32 +641,33 @@ class ElasticsearchBackend:
     def swap_alias(self, alias: str, name: str, attempts: int = 3) -> None:
         """Point the alias at ``name`` and away from every other index, in one atomic aliases request.
 
-        The holders are read first; when another process moved the alias in between, the request fails with a
-        404 for the holder that no longer has it: read again and retry, and only a missing ``name`` is
-        reported as a missing index."""
+        The holders are read first, so another process may move the alias in between. The server then either
+        skips our ``remove`` (the alias left that index: TransportIndicesAliasesAction drops removes of absent
+        aliases) or answers 404 (that index was dropped). So read the holders again afterwards and repeat until
+        the alias is on ``name`` alone; only a missing ``name`` is reported as a missing index."""
         physical_alias = self._physical(alias)
         target = self._physical(name)
-        for attempt in range(attempts):
+        for attempt in range(attempts + 1):
+            others = [holder for holder in self._alias_holders(alias) if holder != target]
+            if attempt and not others:
+                return
+            if attempt == attempts:
+                raise BackendError(
+                    f"alias {alias!r} kept moving while it was switched to {name!r}: another process is publishing "
+                    f"at the same time (it is now on {', '.join(others)})"
+                )
             actions: list[dict[str, Any]] = [
-                {"remove": {"index": holder, "alias": physical_alias}}
-                for holder in self._alias_holders(alias)
-                if holder != target
+                {"remove": {"index": holder, "alias": physical_alias}} for holder in others
             ]
             actions.append({"add": {"index": target, "alias": physical_alias}})
             try:
                 with self._errors(name):
                     self.client.indices.update_aliases(actions=actions)
-                return
             except IndexMissing:
                 with self._errors(name):
-                    target_exists = bool(self.client.indices.exists(index=target))
-                if not target_exists:
-                    raise
-                if attempt == attempts - 1:
-                    raise BackendError(
-                        f"alias {alias!r} kept moving while it was switched to {name!r} (another process is "
-                        f"publishing at the same time); nothing was changed"
-                    ) from None
+                    if not self.client.indices.exists(index=target):
+                        raise
+                # A holder we read was dropped meanwhile: read again.
 
     def resolve_alias(self, alias: str) -> str | None:
         holders = self._alias_holders(alias)

@@ -547,22 +547,25 @@ class RecordingElasticsearch:
         return 200, body
 
     def _update_aliases(self, actions: list[dict[str, Any]]) -> Reply:
-        """All actions or none (one cluster state update)."""
+        """All actions or none (one cluster state update), as TransportIndicesAliasesAction resolves them: a
+        missing index is a 404; removing an alias the index does not have is skipped unless ``must_exist`` is
+        true; when nothing at all is left to do, the aliases are not found (404)."""
         plan: list[tuple[str, str, str]] = []
         for action in actions:
             op, body = next(iter(action.items()))
             index, alias = body["index"], body["alias"]
             if index not in self.indexes:
-                return 404, {
-                    "error": {"type": "index_not_found_exception", "reason": f"no such index [{index}]"},
-                    "status": 404,
-                }
-            if op == "remove" and alias not in self.indexes[index].aliases and body.get("must_exist", True):
-                return 404, {
-                    "error": {"type": "aliases_not_found_exception", "reason": f"aliases [{alias}] missing"},
-                    "status": 404,
-                }
+                reason = f"no such index [{index}]"
+                return 404, {"error": {"type": "index_not_found_exception", "reason": reason}, "status": 404}
+            if op == "remove" and alias not in self.indexes[index].aliases:
+                if body.get("must_exist") is True:
+                    reason = f"aliases [{alias}] missing"
+                    return 404, {"error": {"type": "aliases_not_found_exception", "reason": reason}, "status": 404}
+                continue
             plan.append((op, index, alias))
+        if not plan:
+            reason = "aliases missing"
+            return 404, {"error": {"type": "aliases_not_found_exception", "reason": reason}, "status": 404}
         for op, index, alias in plan:
             (self.indexes[index].aliases.add if op == "add" else self.indexes[index].aliases.discard)(alias)
         return 200, {"acknowledged": True}
@@ -668,7 +671,7 @@ class RecordingElasticsearch:
 def _check_knn(clause: dict[str, Any]) -> None:
     """KnnSearchBuilder: k >= 1, num_candidates >= k and <= 10,000."""
     k = clause.get("k", 10)
-    candidates = clause.get("num_candidates", max(int(1.5 * k), 100))
+    candidates = clause.get("num_candidates", min(math.ceil(1.5 * k), NUM_CANDIDATES_LIMIT))
     if k < 1:
         raise Refused(400, "illegal_argument_exception", "[k] must be greater than 0")
     if candidates < k:
