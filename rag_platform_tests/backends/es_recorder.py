@@ -96,6 +96,39 @@ MAX_RESULT_WINDOW = 10_000
 BBQ_MIN_DIMS = 64
 
 
+# When the specification cannot be installed: the URL templates and privileges it gives for the endpoints the
+# backend uses, so that the semantic rules still apply (request validation is then skipped).
+_FALLBACK_URLS: dict[str, tuple[list[tuple[str, list[str]]], dict[str, list[str]]]] = {
+    "info": ([("/", ["GET"])], {"cluster": ["monitor"]}),
+    "license.get": ([("/_license", ["GET"])], {}),
+    "bulk": ([("/_bulk", ["POST", "PUT"]), ("/{index}/_bulk", ["POST", "PUT"])], {}),
+    "search": ([("/_search", ["GET", "POST"]), ("/{index}/_search", ["GET", "POST"])], {"index": ["read"]}),
+    "count": ([("/_count", ["GET", "POST"]), ("/{index}/_count", ["GET", "POST"])], {"index": ["read"]}),
+    "scroll": ([("/_search/scroll", ["GET", "POST"])], {"index": ["read"]}),
+    "clear_scroll": ([("/_search/scroll", ["DELETE"])], {}),
+    "indices.create": ([("/{index}", ["PUT"])], {"index": ["create_index", "manage"]}),
+    "indices.delete": ([("/{index}", ["DELETE"])], {"index": ["delete_index"]}),
+    "indices.exists": ([("/{index}", ["HEAD"])], {}),
+    "indices.put_settings": ([("/{index}/_settings", ["PUT"])], {"index": ["manage"]}),
+    "indices.refresh": ([("/{index}/_refresh", ["GET", "POST"])], {"index": ["maintenance"]}),
+    "indices.get_mapping": ([("/{index}/_mapping", ["GET"])], {"index": ["view_index_metadata"]}),
+    "indices.update_aliases": ([("/_aliases", ["POST"])], {}),
+    "indices.get_alias": (
+        [("/_alias/{name}", ["GET"]), ("/{index}/_alias", ["GET"]), ("/{index}/_alias/{name}", ["GET"])],
+        {"index": ["view_index_metadata"]},
+    ),
+}
+FALLBACK_SPEC = Spec(
+    {
+        "types": [],
+        "endpoints": [
+            {"name": name, "urls": [{"path": p, "methods": m} for p, m in urls], "privileges": privileges}
+            for name, (urls, privileges) in _FALLBACK_URLS.items()
+        ],
+    }
+)
+
+
 class Refused(Exception):
     def __init__(self, status: int, kind: str, reason: str):
         super().__init__(reason)
@@ -211,7 +244,7 @@ class RecordingElasticsearch:
                 endpoint, params = self._endpoint(request)
                 self._validate(request, endpoint)
                 self._authorize(request, endpoint, params, key)
-                self._semantics(request, endpoint)
+                self._semantics(request, endpoint, params)
             except Refused as refused:
                 self.violations.append(f"{request.method} {request.path}: {refused.status} {refused.reason}")
                 return refused.reply()
@@ -237,13 +270,10 @@ class RecordingElasticsearch:
         return key
 
     def _endpoint(self, request: Recorded) -> tuple[Endpoint, dict[str, str]]:
-        if self.spec is None:
-            name = _endpoint_name_without_spec(request.method, request.path)
-            return Endpoint(name, None, [], {}), _path_params(request.path)
-        found = self.spec.endpoint(request.method, request.path)
+        found = (self.spec or FALLBACK_SPEC).endpoint(request.method, request.path)
         if found is None:
             raise Refused(
-                405 if request.path else 400,
+                400,
                 "illegal_argument_exception",
                 f"no handler found for uri [{request.path}] and method [{request.method}]",
             )
@@ -317,10 +347,10 @@ class RecordingElasticsearch:
                     f"granted by the index privileges [{','.join(privileges)},all]",
                 )
 
-    def _semantics(self, request: Recorded, endpoint: Endpoint) -> None:
+    def _semantics(self, request: Recorded, endpoint: Endpoint, params: dict[str, str]) -> None:
         if endpoint.name == "indices.delete" and self.destructive_requires_name:
             # action.destructive_requires_name defaults to true since 8.0 (PR #85591): DestructiveOperations.
-            names = _path_params(request.path).get("index", "")
+            names = params.get("index", "")
             if any(_is_pattern(n) or n == "_all" for n in names.split(",")):
                 raise Refused(400, "illegal_argument_exception", "Wildcard expressions or all indices are not allowed")
         if endpoint.name == "indices.create" and request.raw:
@@ -811,34 +841,6 @@ def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _path_params(path: str) -> dict[str, str]:
-    first = path.strip("/").split("/")[0] if path.strip("/") else ""
-    return {"index": unquote(first)} if first and not first.startswith("_") else {}
-
-
-def _endpoint_name_without_spec(method: str, path: str) -> str:
-    """Endpoint names for the semantic rules when the specification could not be installed."""
-    parts = [p for p in path.split("/") if p]
-    last = parts[-1] if parts else ""
-    names = {
-        "_search": "search",
-        "_count": "count",
-        "_bulk": "bulk",
-        "_refresh": "indices.refresh",
-        "_settings": "indices.put_settings",
-        "_mapping": "indices.get_mapping",
-        "_aliases": "indices.update_aliases",
-        "_license": "license.get",
-    }
-    if not parts:
-        return "info"
-    if last in names:
-        return names[last]
-    if "_alias" in parts:
-        return "indices.get_alias"
-    return {"PUT": "indices.create", "DELETE": "indices.delete", "HEAD": "indices.exists"}.get(method, "unknown")
 
 
 def bulk_response(lines: list[Any], statuses: dict[str, int] | None = None) -> dict[str, Any]:
