@@ -36,9 +36,10 @@ from common import MODEL_CACHE, write
 
 from rag_platform.answering import Answerer, AskRequest
 from rag_platform.config import load_settings
-from rag_platform.eval_runner import eval_home, run_evaluation
+from rag_platform.defs.evaluation import eval_home, run_evaluation
 from rag_platform.evaluation import BeirDataset, load_beir
-from rag_platform.retrieval import Searcher, SearchRequest
+from rag_platform.retrieval import Searcher
+from rag_platform.search_request import SearchRequest
 
 UNANSWERABLE = Path(__file__).parent / "data" / "unanswerable_questions.txt"
 K = 5

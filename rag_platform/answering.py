@@ -369,7 +369,7 @@ class Answerer:
 
     def validated(self, request: AskRequest) -> Any:
         """The search request behind a question; raises AnswerInputError naming the first problem."""
-        from rag_platform.retrieval import SearchInputError, SearchRequest
+        from rag_platform.search_request import SearchInputError, SearchRequest
 
         if not isinstance(request.question, str) or not request.question.strip():
             raise AnswerInputError("validation_error", "question must be a non-empty string")
@@ -457,9 +457,10 @@ class StandingAnswers:
         return "\n".join(lines)
 
 
-def answer_standing(settings: Settings, answerer: Answerer | None = None) -> StandingAnswers:
+def answer_standing(searcher: Searcher) -> StandingAnswers:
     """Answer every ``queries.standing`` question against the served index (hybrid, configured reranker)."""
-    answerer = answerer or Answerer(settings)
+    settings = searcher.settings
+    answerer = Answerer(settings, searcher)
     return StandingAnswers(
         tuple(answerer.ask(AskRequest(q, k=settings.queries.k, mode="hybrid")) for q in settings.queries.standing)
     )

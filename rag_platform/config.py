@@ -59,6 +59,9 @@ class IndexSettings:
     num_candidates: int = 200
     index_options: str = "int8_hnsw"
     write_batch: int = 500
+    # Elasticsearch: primary shards of each version, and replicas set on a built version before it is served.
+    shards: int = 1
+    replicas: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +229,10 @@ def _validate(settings: Settings) -> None:
         (settings.sensor.interval_s >= 1, "sensor.interval_s must be at least 1"),
         (settings.sensor.max_staleness_s >= 60, "sensor.max_staleness_s must be at least 60"),
         (settings.index.backend in {"lancedb", "elasticsearch"}, "index.backend must be lancedb or elasticsearch"),
+        (settings.index.shards >= 1, "index.shards must be at least 1"),
+        (settings.index.replicas >= 0, "index.replicas must be at least 0"),
+        (1 <= settings.index.num_candidates <= 10_000, "index.num_candidates must be in [1, 10000]"),
+        (settings.index.rrf_k >= 1, "index.rrf_k must be at least 1"),
         (
             settings.answer.generator in {"auto", "extractive", "cohere"},
             "answer.generator must be auto, extractive or cohere",

@@ -21,7 +21,8 @@ from rag_platform.answering import Answerer, AnswerInputError, AskRequest
 from rag_platform.api.page import add_search_page, is_page_asset
 from rag_platform.backends import BackendError, BackendUnavailable, IndexMissing
 from rag_platform.config import Settings
-from rag_platform.retrieval import Searcher, SearchInputError, SearchRequest
+from rag_platform.retrieval import Searcher
+from rag_platform.search_request import RerankProvider, SearchInputError, SearchMode, SearchRequest
 
 logger = logging.getLogger("rag_platform.api")
 
@@ -61,8 +62,8 @@ class SearchBody(BaseModel):
 
     query: str = Field(min_length=1, max_length=10_000)
     k: int = Field(default=10, ge=1, le=1000)
-    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
-    rerank: Literal["none", "cohere", "cross-encoder"] | None = None
+    mode: SearchMode = "hybrid"
+    rerank: RerankProvider | None = None
     filters: dict[str, str | list[str]] | None = None
 
 
@@ -91,8 +92,8 @@ class AnswerBody(BaseModel):
 
     question: str = Field(min_length=1, max_length=10_000)
     k: int = Field(default=5, ge=1, le=1000)
-    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
-    rerank: Literal["none", "cohere", "cross-encoder"] | None = None
+    mode: SearchMode = "hybrid"
+    rerank: RerankProvider | None = None
     filters: dict[str, str | list[str]] | None = None
 
 

@@ -5,6 +5,7 @@ import dagster as dg
 from rag_platform.answering import answer_standing
 from rag_platform.defs.resources import PlatformResource
 from rag_platform.lineage import latest_evaluation
+from rag_platform.retrieval import Searcher
 from rag_platform.standing import run_standing_queries
 
 # Re-run when the served index changes, and only when its blocking checks passed: Dagster's blocking checks
@@ -21,8 +22,10 @@ AFTER_SERVED_INDEX = dg.AutomationCondition.eager() & dg.AutomationCondition.all
     code_version="1",
 )
 def reranked_query_results(platform: PlatformResource) -> dg.MaterializeResult:
-    report = run_standing_queries(platform.settings())
-    answers = answer_standing(platform.settings())
+    parts = platform.parts
+    searcher = Searcher(parts.settings, parts.embedder, parts.backend)
+    report = run_standing_queries(searcher)
+    answers = answer_standing(searcher)
     return dg.MaterializeResult(
         metadata={
             "results": dg.MetadataValue.md(report.markdown),
@@ -47,7 +50,7 @@ def reranked_query_results(platform: PlatformResource) -> dg.MaterializeResult:
     code_version="1",
 )
 def retrieval_evaluation(platform: PlatformResource) -> dg.MaterializeResult:
-    evaluation = latest_evaluation(platform.settings())
+    evaluation = latest_evaluation(platform.parts.settings)
     if evaluation is None:
         return dg.MaterializeResult(metadata={"status": "not evaluated: set eval.dataset to score every version"})
     return dg.MaterializeResult(
