@@ -30,7 +30,6 @@ from rag_platform.indexing import (
 )
 from rag_platform.ingest import IngestStats, ingest_sources, list_sources, now
 from rag_platform.lineage import quarantine_rows
-from rag_platform.locking import pid_alive
 from rag_platform.progress import Progress
 from rag_platform.quality import (
     MIN_LETTER_SHARE,
@@ -86,13 +85,15 @@ def record_stats(con: duckdb.DuckDBPyConnection, run_id: str, section: str, valu
 
 
 def begin_run(con: duckdb.DuckDBPyConnection, run_id: str, full: bool) -> list[str]:
-    """Record this run; runs left 'running' by a dead process are marked failed. Returns those run ids."""
+    """Record this run; runs left 'running' are marked failed. Returns those run ids.
+
+    The caller holds the refresh lock (``raw_documents`` takes it for the whole run), and only a lock holder writes
+    here, so any other 'running' row was left by a run that died: no process id needs checking."""
     stale = [
         rid
-        for rid, pid in con.execute(
-            "SELECT run_id, pid FROM runs WHERE status = 'running' AND run_id != ?", [run_id]
+        for (rid,) in con.execute(
+            "SELECT run_id FROM runs WHERE status = 'running' AND run_id != ?", [run_id]
         ).fetchall()
-        if pid == os.getpid() or not pid_alive(pid)
     ]
     for rid in stale:
         con.execute("UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ?", [now(), rid])

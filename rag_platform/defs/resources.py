@@ -1,8 +1,9 @@
 """Resources: settings, the run-wide refresh lock, the search backend, and dbt."""
 
+import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import PrivateAttr
 
 from rag_platform.backends import IndexBackend, make_backend
 from rag_platform.config import Settings, load_settings
+from rag_platform.defs.liveness import fail_dead_runs, run_liveness
 from rag_platform.locking import refresh_lock
 from rag_platform.refresh import prewarm
 
@@ -40,7 +42,15 @@ class RefreshLockResource(dg.ConfigurableResource):
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[Any]:
         self._settings = load_settings(Path(self.home) if self.home else None)
-        with refresh_lock(self._settings.lock_path, self.timeout_s, on_wait=context.log.info if context.log else None):
+        run_id = context.run_id
+        with ExitStack() as stack:
+            if run_id and context.instance is not None:
+                # Held while this process runs the run; a run whose lock is free is dead (see defs/liveness.py).
+                stack.enter_context(run_liveness(context.instance, self._settings.lock_path, run_id))
+                fail_dead_runs(context.instance, self._settings.lock_path)
+            stack.enter_context(
+                refresh_lock(self._settings.lock_path, self.timeout_s, on_wait=_waiting_logger(context), run_id=run_id)
+            )
             try:
                 yield self
             finally:
@@ -52,3 +62,14 @@ class RefreshLockResource(dg.ConfigurableResource):
         only waits (on the dbt subprocess), so the loading does not compete with steps that run Python."""
         if self._warming is None and self._settings is not None:
             self._warming = prewarm(self._settings)
+
+
+def _waiting_logger(context: dg.InitResourceContext) -> Callable[[str], None]:
+    """Say who holds the lock in the run's event log and on the process's stderr (the CLI shows the latter)."""
+
+    def say(message: str) -> None:
+        if context.log:
+            context.log.info(message)
+        logging.getLogger("rag_platform.locking").warning(message)
+
+    return say
