@@ -36,6 +36,8 @@ INSTANCE_COMMON = """telemetry:
 concurrency:
   runs:
     max_concurrent_runs: 1
+run_queue:
+  dequeue_interval_seconds: 1
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
