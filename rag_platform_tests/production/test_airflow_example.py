@@ -16,9 +16,9 @@ def test_airflow_dag_loads_and_does_not_retry_a_blocked_refresh(
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     from airflow.models import DagBag
 
-    bag = DagBag(dag_folder=str(EXAMPLES / "airflow_dag.py"), include_examples=False)
+    bag = DagBag(dag_folder=str(EXAMPLES / "airflow_dag.py"))
     assert bag.import_errors == {}
-    dag = bag.get_dag("rag_platform_refresh")
+    dag = bag.dags["rag_platform_refresh"]
     (task,) = dag.tasks
     assert task.retries == 2 and dag.max_active_runs == 1
     source = (EXAMPLES / "airflow_dag.py").read_text(encoding="utf-8")

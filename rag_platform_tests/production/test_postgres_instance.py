@@ -68,6 +68,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tag(run: dict, key: str) -> str:  # type: ignore[type-arg]
+    return next((t["value"] for t in run["tags"] if t["key"] == key), "")
+
+
 def graphql_runs(port: int) -> list[dict]:  # type: ignore[type-arg]
     response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": RUNS_QUERY}, timeout=30)
     response.raise_for_status()
@@ -75,7 +79,7 @@ def graphql_runs(port: int) -> list[dict]:  # type: ignore[type-arg]
 
 
 @pytest.mark.slow
-def test_refresh_ui_and_sensor_on_postgres(tmp_path: Path, postgres: Postgres) -> None:
+def test_refresh_ui_and_sensor_on_postgres(tmp_path: Path, postgres: Postgres, tiny_model_dir: Path) -> None:
     url = postgres.new_database()
     password = parse_pg_url(url).password
     db = Database(url)
@@ -86,6 +90,7 @@ def test_refresh_ui_and_sensor_on_postgres(tmp_path: Path, postgres: Postgres) -
         "RAG_PLATFORM_HOME": str(home),
         PG_URL_ENV: url,
         "RAG_PLATFORM__SENSOR__INTERVAL_S": "2",
+        "RAG_PLATFORM__EMBEDDING__MODEL": str(tiny_model_dir),  # the model is not the point here
     }
     outputs: list[str] = []
 
@@ -126,17 +131,28 @@ def test_refresh_ui_and_sensor_on_postgres(tmp_path: Path, postgres: Postgres) -
                 pass
             assert time.monotonic() < deadline and ui.poll() is None, ui_log.read_text()[-3000:]
             time.sleep(1)
-        assert {r["runId"]: r["status"] for r in graphql_runs(port)} == {run_id: "SUCCESS"}
+        assert {r["runId"]: r["status"] for r in graphql_runs(port)}[run_id] == "SUCCESS"
+        # Let whatever the sensor started on its first ticks finish, so the edit below is a change of its own.
+        deadline, quiet_since = time.monotonic() + 300, time.monotonic()
+        while time.monotonic() - quiet_since < 6:
+            if any(r["status"] not in ("SUCCESS", "FAILURE", "CANCELED") for r in graphql_runs(port)):
+                quiet_since = time.monotonic()
+            assert time.monotonic() < deadline, ui_log.read_text()[-3000:]
+            time.sleep(1)
         (source / "chess.txt").write_text("Castling moves the king two squares toward a rook.\n", encoding="utf-8")
         deadline = time.monotonic() + 420
         while True:
-            sensor_runs = [r for r in graphql_runs(port) if any(t["key"] == "dagster/sensor_name" for t in r["tags"])]
-            if sensor_runs and sensor_runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            sensor_runs = [r for r in graphql_runs(port) if tag(r, "dagster/sensor_name")]
+            done = all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in sensor_runs)
+            if done and any("chess.txt" in tag(r, "rag/changes") for r in sensor_runs):
                 break
             assert time.monotonic() < deadline, (sensor_runs, ui_log.read_text()[-3000:])
             time.sleep(2)
-        assert sensor_runs[0]["status"] == "SUCCESS", ui_log.read_text()[-3000:]
-        assert db.events(sensor_runs[0]["runId"]) == ["RUN_START", "RUN_SUCCESS"]
+        for run in sensor_runs:
+            assert run["status"] == "SUCCESS", ui_log.read_text()[-3000:]
+            events = db.events(run["runId"])  # through the daemon's queue, then the launcher
+            assert events[:2] == ["RUN_ENQUEUED", "RUN_DEQUEUED"] and events[-1] == "RUN_SUCCESS", events
+            assert "RUN_FAILURE" not in events
     finally:
         os.killpg(ui.pid, signal.SIGINT)  # the CLI stops its webserver and daemon on Ctrl-C
         try:
