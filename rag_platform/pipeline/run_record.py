@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from rag_platform import warehouse
 from rag_platform.ingest import now
-from rag_platform.locking import pid_alive
 from rag_platform.warehouse import first_row
 
 if TYPE_CHECKING:
@@ -31,14 +30,16 @@ def record_stats(con: duckdb.DuckDBPyConnection, run_id: str, section: str, valu
 
 
 def begin_run(con: duckdb.DuckDBPyConnection, run_id: str, full: bool, settings: dict[str, Any]) -> list[str]:
-    """Record this run with the settings snapshot it runs with; runs left 'running' by a dead process are
-    marked failed. Returns those run ids."""
+    """Record this run with the settings snapshot it runs with; runs left 'running' are marked failed. Returns
+    those run ids.
+
+    The caller holds the refresh lock for the whole run, and only a lock holder writes here, so any other
+    'running' row was left by a run that died: no process id needs checking."""
     stale = [
         rid
-        for rid, pid in con.execute(
-            "SELECT run_id, pid FROM runs WHERE status = 'running' AND run_id != ?", [run_id]
+        for (rid,) in con.execute(
+            "SELECT run_id FROM runs WHERE status = 'running' AND run_id != ?", [run_id]
         ).fetchall()
-        if pid == os.getpid() or not pid_alive(pid)
     ]
     for rid in stale:
         con.execute("UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ?", [now(), rid])
