@@ -6,9 +6,9 @@ for BM25. Hybrid search uses the server's RRF retriever when the license allows 
 when the server supports weighted RRF), otherwise the same client-side fusion as the embedded backend. Server
 facts (version, license) need the ``monitor`` cluster privilege; without it the backend fuses client-side.
 
-Publishing is atomic, in-place refreshes included. A version served by an alias is never written in place: the
-first write of a handle (``open_for_writes``, ``upsert``, ``delete``) clones the served physical index into a
-staging generation ``<version>-g<N>`` and this handle reads and writes that. ``swap_alias`` then moves, in one
+Publishing is atomic, in-place refreshes included. A version served by an alias is never written in place: a
+handle's first write to it (``upsert``, ``delete``) clones the served physical index into a staging generation
+``<version>-g<N>``, and from then on this handle reads and writes that. ``swap_alias`` then moves, in one
 ``_aliases`` request, the served alias and the version's own alias (``<version>`` names the generation readers
 see) to the staging index and deletes the superseded generation. Until then every other reader of the alias or
 of the version name sees the published state; a run killed before the swap leaves a staging index that the next
@@ -66,6 +66,10 @@ MAX_RESULT_WINDOW = 10_000
 RETRY_STATUSES = (429, 502, 503, 504)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
 # A generation of a version: the physical index the version's alias points at, or a staging copy of it.
+# Elasticsearch reference for the rules this relies on: "Clone index API"
+# (https://www.elastic.co/docs/api/elasticsearch/operation/operation-indices-clone), "Index blocks"
+# (https://www.elastic.co/guide/en/elasticsearch/reference/current/index-modules-blocks.html) and "Update aliases
+# and delete indices atomically" (https://www.elastic.co/docs/api/elasticsearch/operation/operation-indices-update-aliases).
 _GENERATION = re.compile(r"^(?P<version>.+)-g(?P<number>[0-9]+)$")
 _SOURCE_FIELDS = ["chunk_id", "document_id", "source", "title", "text", "heading_path", "document_version", "run_id"]
 _KEYWORD_FIELDS = ("chunk_id", "document_id", "source", "document_version", "run_id", "chunker", "model")
@@ -513,6 +517,12 @@ class ElasticsearchBackend:
                     self.client.indices.delete(index=",".join(stale), ignore_unavailable=True)
             served = generations.aliases - {self._physical(name)}
             self._writes[name] = generations.newer[-1] if generations.newer else None if served else generations.current
+            if self._writes[name] == generations.current:
+                # Written directly: lift a block a run killed between blocking and cloning may have left on it.
+                with self._errors(name):
+                    self.client.indices.put_settings(
+                        index=generations.current, settings={"index": {"blocks": {"write": None}}}
+                    )
             self._visible.discard(name)
 
     def _stage(self, name: str) -> str:
@@ -530,8 +540,8 @@ class ElasticsearchBackend:
         """Clone the version's current generation into the next one. The clone API needs a write-blocked source
         ("Clone index API", prerequisites: ``index.blocks.write``) and copies its settings, the block included,
         except the replica count ("Clone index API": number_of_replicas is not copied), so the request sets the
-        replicas and clears the block on the clone; the source's block is lifted afterwards ("Index block
-        settings": blocks are dynamic settings). Segments are hard-linked, so a clone costs little."""
+        replicas and clears the block on the clone; the source's block is lifted afterwards ("Index blocks": blocks
+        are dynamic settings). Segments are hard-linked, so a clone costs little."""
         generations = self._generations(name)
         source = generations.current
         if source is None:

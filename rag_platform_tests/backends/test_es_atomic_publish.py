@@ -320,3 +320,18 @@ def _one_per_batch() -> Any:
     from rag_platform.index_sync import IndexPolicy
 
     return IndexPolicy(write_batch=1, max_delete_fraction=1.0)
+
+
+def test_a_version_left_write_blocked_by_a_kill_is_written_directly_once_unserved(
+    stand_in: tuple[RecordingElasticsearch, str],
+) -> None:
+    rec, url = stand_in
+    first = publish_first(url)
+    # Killed between blocking the served index and cloning it; then another version was published.
+    handle(url, key=None).client.indices.put_settings(index=first, settings={"index": {"blocks": {"write": True}}})
+    second = publish_first(url, f"{SERVED}-fp-0002")
+    writer = handle(url)
+    writer.upsert(first, [chunk("c3", "gamma three")])  # a kept version resumed: no alias serves it
+    writer.refresh(first)
+    assert sorted(writer.chunk_hashes(first)) == ["c1", "c2", "c3"] and not rec.of("PUT", r"/.*/_clone/.*")
+    assert holders(rec, SERVED) == [second]
