@@ -5,6 +5,16 @@ Vectors are ``dense_vector`` with cosine similarity and explicit ``index_options
 for BM25. Hybrid search uses the server's RRF retriever when the license allows it (and, for unequal weights,
 when the server supports weighted RRF), otherwise the same client-side fusion as the embedded backend. Server
 facts (version, license) need the ``monitor`` cluster privilege; without it the backend fuses client-side.
+
+Publishing is atomic, in-place refreshes included. A version served by an alias is never written in place: a
+handle's first write to it (``upsert``, ``delete``) clones the served physical index into a staging generation
+``<version>-g<N>``, and from then on this handle reads and writes that. ``swap_alias`` then moves, in one
+``_aliases`` request, the served alias and the version's own alias (``<version>`` names the generation readers
+see) to the staging index and deletes the superseded generation. Until then every other reader of the alias or
+of the version name sees the published state; a run killed before the swap leaves a staging index that the next
+writer of the version continues (it holds the writes the ledger recorded). A version no alias serves (a new
+build) is written directly. Versions created before generations existed are a physical index named like the
+version; their first in-place refresh turns them into an alias over a generation, in the same atomic request.
 """
 
 from __future__ import annotations
@@ -55,6 +65,12 @@ MAX_NUM_CANDIDATES = 10_000
 MAX_RESULT_WINDOW = 10_000
 RETRY_STATUSES = (429, 502, 503, 504)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+# A generation of a version: the physical index the version's alias points at, or a staging copy of it.
+# Elasticsearch reference for the rules this relies on: "Clone index API"
+# (https://www.elastic.co/docs/api/elasticsearch/operation/operation-indices-clone), "Index blocks"
+# (https://www.elastic.co/guide/en/elasticsearch/reference/current/index-modules-blocks.html) and "Update aliases
+# and delete indices atomically" (https://www.elastic.co/docs/api/elasticsearch/operation/operation-indices-update-aliases).
+_GENERATION = re.compile(r"^(?P<version>.+)-g(?P<number>[0-9]+)$")
 _SOURCE_FIELDS = ["chunk_id", "document_id", "source", "title", "text", "heading_path", "document_version", "run_id"]
 _KEYWORD_FIELDS = ("chunk_id", "document_id", "source", "document_version", "run_id", "chunker", "model")
 # Filters address keyword fields; title is analysed text, so its exact form lives in a keyword sub-field.
@@ -76,6 +92,29 @@ class ServerFeatures:
     version: tuple[int, int] | None
     rrf_licensed: bool
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Generations:
+    """The physical indexes of one version: ``current`` is what the version's name resolves to for readers (the
+    original index named like the version, generation 0, or the generation its alias points at), ``aliases`` the
+    aliases on it; ``newer`` are staging indexes cloned from it (a killed run's), ``older`` leftovers, both
+    without aliases and by ascending generation."""
+
+    current: str | None
+    number: int
+    aliases: frozenset[str]
+    newer: tuple[str, ...]
+    older: tuple[str, ...]
+
+    @property
+    def latest(self) -> str | None:
+        """The version's latest state: its newest staging index, else the current generation."""
+        return self.newer[-1] if self.newer else self.current
+
+    @property
+    def all(self) -> list[str]:
+        return [name for name in (self.current, *self.newer, *self.older) if name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +264,10 @@ class ElasticsearchBackend:
         self._meta: dict[str, dict[str, Any]] = {}
         # Versions this backend refreshed since its last write to them: reads need no refresh first.
         self._visible: set[str] = set()
+        # Versions this handle writes -> the physical index it reads and writes for them; None: opened while an
+        # alias serves it, cloned into a staging index on the first write (reads see the served state till then).
+        self._writes: dict[str, str | None] = {}
+        self._write_lock = threading.RLock()
         # Whether _source.exclude_vectors may be sent when the version is unknown (None: not tried yet).
         self._exclude_vectors: bool | None = None
         self._lock = threading.Lock()
@@ -253,6 +296,48 @@ class ElasticsearchBackend:
 
     def _logical(self, physical: str) -> str:
         return physical[len(self.prefix) :] if physical.startswith(self.prefix) else physical
+
+    def _index(self, name: str) -> str:
+        """The index expression this handle reads ``name`` through: its staging index while it writes a served
+        version, else the name itself (an index, or the alias over the version's current generation)."""
+        return self._writes.get(name) or self._physical(name)
+
+    def _version_of(self, physical: str, aliases: set[str] | None = None) -> str | None:
+        """The version a physical index belongs to; None for a staging index (a generation its version's alias
+        does not point at yet). Without ``aliases``, a generation is assumed to be the version's current one."""
+        match = _GENERATION.match(physical)
+        if match is None:
+            return self._logical(physical)
+        if aliases is not None and match["version"] not in aliases:
+            return None
+        return self._logical(match["version"])
+
+    def _generations(self, name: str) -> Generations:
+        """The version's physical indexes, from one aliases request over ``<version>*``."""
+        physical = self._physical(name)
+        with self._errors(name):
+            body = self.client.indices.get_alias(index=f"{physical}*", allow_no_indices=True)
+        found: dict[str, tuple[int, frozenset[str]]] = {}
+        for index, entry in body.items():
+            match = _GENERATION.match(index)
+            if index == physical:
+                number = 0
+            elif match is not None and match["version"] == physical:
+                number = int(match["number"])
+            else:
+                continue  # another version whose name starts with this one's
+            found[index] = (number, frozenset(entry.get("aliases") or {}))
+        current = physical if physical in found else next((i for i, (_, a) in found.items() if physical in a), None)
+        number, aliases = found[current] if current else (0, frozenset())
+        # Staging copies carry no alias (the swap adds the version's); an index with one is never ours to delete.
+        ordered = sorted((n, index) for index, (n, held) in found.items() if index != current and not held)
+        return Generations(
+            current,
+            number,
+            aliases,
+            tuple(index for n, index in ordered if n > number and current is not None),
+            tuple(index for n, index in ordered if n <= number or current is None),
+        )
 
     @contextmanager
     def _errors(self, name: str | None = None) -> Iterator[None]:
@@ -326,16 +411,19 @@ class ElasticsearchBackend:
 
     def _index_meta(self, name: str) -> dict[str, Any]:
         if name not in self._meta:
-            physical = self._physical(name)
             with self._errors(name):
-                body = self.client.indices.get_mapping(index=physical)
-            self._meta[name] = dict(body[physical]["mappings"].get("_meta", {}))
+                body = self.client.indices.get_mapping(index=self._index(name))
+            # Keyed by the concrete index, which differs from the name when the name is an alias.
+            [entry] = body.values()
+            self._meta[name] = dict(entry["mappings"].get("_meta", {}))
         return self._meta[name]
 
     # ---- writes --------------------------------------------------------------------------------------
 
     def create_version(self, name: str, dim: int, meta: Mapping[str, Any]) -> None:
         physical = self._physical(name)
+        if _GENERATION.match(name):
+            raise BackendError(f"index version names may not end in -g<digits> (kept for generations): {name!r}")
         full_meta = {**dict(meta), "dim": dim, "index_options": self.index_options}
         with self._errors(name):
             if self.client.indices.exists(index=physical):
@@ -352,6 +440,8 @@ class ElasticsearchBackend:
                 mappings=mapping(dim, self.index_options, full_meta),
             )
         self._meta[name] = full_meta
+        with self._write_lock:
+            self._writes[name] = physical  # a new build: no alias serves it, written directly
 
     def _bulk(self, name: str, actions: list[dict[str, Any]], ok_statuses: frozenset[int]) -> None:
         """Send actions with the client's bulk helper: 429s retried with backoff, every other failure reported."""
@@ -378,7 +468,7 @@ class ElasticsearchBackend:
     def upsert(self, name: str, chunks: Sequence[IndexedChunk]) -> int:
         if not chunks:
             return 0
-        physical = self._physical(name)
+        physical = self._stage(name)
         meta = self._index_meta(name)
         rows = {c.chunk_id: c for c in chunks}
         actions = [
@@ -405,20 +495,80 @@ class ElasticsearchBackend:
         ids = sorted(set(chunk_ids))
         if not ids:
             return 0
-        physical = self._physical(name)
-        self._index_meta(name)  # a missing index is an error, not a silent no-op
+        physical = self._stage(name)  # a missing index is an error, not a silent no-op
         actions = [{"_op_type": "delete", "_index": physical, "_id": cid} for cid in ids]
         self._visible.discard(name)
         self._bulk(name, actions, ok_statuses=frozenset({404}))  # deleting an unknown id is a no-op
         return len(ids)
 
     def open_for_writes(self, name: str) -> None:
-        """Nothing to do: a search through an alias sees acknowledged writes after ``refresh``."""
+        """Read (and from the first write on, write) the version's latest state: a staging index a killed run
+        left is continued, it holds what the ledger recorded; other leftovers are deleted by their names. A
+        version no alias serves is written directly; a served one is cloned on the first write (``_stage``)."""
+        with self._write_lock:
+            if name in self._writes:
+                return
+            generations = self._generations(name)
+            if generations.current is None:
+                raise IndexMissing(f"index {name!r} does not exist in {self.where}")
+            stale = [*generations.older, *generations.newer[:-1]]
+            if stale:
+                with self._errors(name):
+                    self.client.indices.delete(index=",".join(stale), ignore_unavailable=True)
+            served = generations.aliases - {self._physical(name)}
+            self._writes[name] = generations.newer[-1] if generations.newer else None if served else generations.current
+            if self._writes[name] == generations.current:
+                # Written directly: lift a block a run killed between blocking and cloning may have left on it.
+                with self._errors(name):
+                    self.client.indices.put_settings(
+                        index=generations.current, settings={"index": {"blocks": {"write": None}}}
+                    )
+            self._visible.discard(name)
+
+    def _stage(self, name: str) -> str:
+        """The physical index this handle writes ``name`` to, cloning the served generation on the first write."""
+        with self._write_lock:
+            self.open_for_writes(name)
+            target = self._writes[name]
+            if target is None:
+                target = self._clone(name)
+                self._writes[name] = target
+                self._visible.discard(name)
+            return target
+
+    def _clone(self, name: str) -> str:
+        """Clone the version's current generation into the next one. The clone API needs a write-blocked source
+        ("Clone index API", prerequisites: ``index.blocks.write``) and copies its settings, the block included,
+        except the replica count ("Clone index API": number_of_replicas is not copied), so the request sets the
+        replicas and clears the block on the clone; the source's block is lifted afterwards ("Index blocks": blocks
+        are dynamic settings). Segments are hard-linked, so a clone costs little."""
+        generations = self._generations(name)
+        source = generations.current
+        if source is None:
+            raise IndexMissing(f"index {name!r} does not exist in {self.where}")
+        number = max([generations.number, *(self._generation_number(i) for i in generations.all)]) + 1
+        target = f"{self._physical(name)}-g{number}"
+        with self._errors(name):
+            self.client.indices.put_settings(index=source, settings={"index": {"blocks": {"write": True}}})
+            try:
+                self.client.indices.clone(
+                    index=source,
+                    target=target,
+                    settings={"index": {"number_of_replicas": self.replicas, "blocks": {"write": None}}},
+                )
+            finally:
+                self.client.indices.put_settings(index=source, settings={"index": {"blocks": {"write": None}}})
+        return target
+
+    @staticmethod
+    def _generation_number(physical: str) -> int:
+        match = _GENERATION.match(physical)
+        return int(match["number"]) if match else 0
 
     def refresh(self, name: str) -> None:
         """Settings for serving (refresh interval back to its default, ``index.replicas`` replicas), then make
         every acknowledged write searchable. Runs after the build and before the alias may move."""
-        physical = self._physical(name)
+        physical = self._index(name)
         settings = {"refresh_interval": None, "number_of_replicas": self.replicas}
         with self._errors(name):
             self.client.indices.put_settings(index=physical, settings={"index": settings})
@@ -434,7 +584,7 @@ class ElasticsearchBackend:
             return
         try:
             with self._errors(name):
-                self.client.indices.refresh(index=self._physical(name))
+                self.client.indices.refresh(index=self._index(name))
         except Forbidden as exc:
             self._warn_once("refresh", f"cannot refresh before reading ({exc}); counts may miss recent writes")
             return
@@ -443,7 +593,7 @@ class ElasticsearchBackend:
     def count(self, name: str) -> int:
         self._make_visible(name)
         with self._errors(name):
-            return int(self.client.count(index=self._physical(name))["count"])
+            return int(self.client.count(index=self._index(name))["count"])
 
     def chunk_hashes(self, name: str) -> dict[str, str]:
         from elasticsearch import helpers
@@ -454,7 +604,7 @@ class ElasticsearchBackend:
                 hit["_source"]["chunk_id"]: hit["_source"]["text_sha256"]
                 for hit in helpers.scan(
                     self.client,
-                    index=self._physical(name),
+                    index=self._index(name),
                     query={"query": {"match_all": {}}, "_source": ["chunk_id", "text_sha256"]},
                     size=1000,
                 )
@@ -469,7 +619,7 @@ class ElasticsearchBackend:
     def _search_ids(self, name: str, batch: list[str]) -> dict[str, Any]:
         """One ``ids`` search for a batch with vectors; the 9.2 ``exclude_vectors`` flag is sent when the version
         says so, or, when the version is unknown, tried once and dropped if the server does not know it."""
-        physical = self._physical(name)
+        physical = self._index(name)
         flag = self._version_at_least((9, 2))
         if flag is None:
             flag = self._exclude_vectors is not False
@@ -556,7 +706,7 @@ class ElasticsearchBackend:
         size = min(k + TIE_MARGIN if size is None else size, MAX_RESULT_WINDOW)
         with self._errors(name):
             body = self.client.search(
-                index=self._physical(name), size=size, source={"includes": _SOURCE_FIELDS}, **request
+                index=self._index(name), size=size, source={"includes": _SOURCE_FIELDS}, **request
             )
         return sort_hits([self._hit(doc, score(float(doc["_score"]))) for doc in body["hits"]["hits"]])[:k]
 
@@ -633,64 +783,87 @@ class ElasticsearchBackend:
             return []
 
     def swap_alias(self, alias: str, name: str, attempts: int = 3) -> None:
-        """Point the alias at ``name`` and away from every other index, in one atomic aliases request.
+        """Serve ``name``'s latest state under the alias, in one atomic aliases request ("Aliases API": all
+        actions apply together). When that state is a staging generation, the same request carries every alias of
+        the superseded generation (the version's own included) over to it and deletes the superseded one with
+        ``remove_index``, which runs before the other actions, so an alias may take the deleted index's name: a
+        version that was one physical index becomes an alias over its generation. Aliases point at concrete
+        indexes only, never at other aliases, hence the concrete names throughout.
 
         The holders are read first, so another process may move the alias in between. The server then either
         skips our ``remove`` (the alias left that index: TransportIndicesAliasesAction drops removes of absent
         aliases) or answers 404 (that index was dropped). So read the holders again afterwards and repeat until
-        the alias is on ``name`` alone; only a missing ``name`` is reported as a missing index."""
+        the alias is on the target alone; only a missing ``name`` is reported as a missing index."""
         physical_alias = self._physical(alias)
-        target = self._physical(name)
-        for attempt in range(attempts + 1):
-            others = [holder for holder in self._alias_holders(alias) if holder != target]
-            if attempt and not others:
-                return
-            if attempt == attempts:
-                raise BackendError(
-                    f"alias {alias!r} kept moving while it was switched to {name!r}: another process is publishing "
-                    f"at the same time (it is now on {', '.join(others)})"
-                )
-            actions: list[dict[str, Any]] = [
-                {"remove": {"index": holder, "alias": physical_alias}} for holder in others
-            ]
-            actions.append({"add": {"index": target, "alias": physical_alias}})
-            try:
-                with self._errors(name):
-                    self.client.indices.update_aliases(actions=actions)
-            except IndexMissing:
-                with self._errors(name):
-                    if not self.client.indices.exists(index=target):
-                        raise
-                # A holder we read was dropped meanwhile: read again.
+        version_alias = self._physical(name)
+        with self._write_lock:
+            for attempt in range(attempts + 1):
+                generations = self._generations(name)
+                target = self._writes.get(name) or generations.latest
+                if target is None:
+                    raise IndexMissing(f"index {name!r} does not exist in {self.where}")
+                superseded = generations.current if generations.current != target else None
+                others = [h for h in self._alias_holders(alias) if h not in {target, superseded}]
+                if attempt and not others and superseded is None:
+                    break
+                if attempt == attempts:
+                    raise BackendError(
+                        f"alias {alias!r} kept moving while it was switched to {name!r}: another process is "
+                        f"publishing at the same time (it is now on {', '.join(others or [str(superseded)])})"
+                    )
+                actions: list[dict[str, Any]] = [
+                    {"remove": {"index": holder, "alias": physical_alias}} for holder in others
+                ]
+                carried = {physical_alias}
+                if superseded is not None:
+                    carried |= generations.aliases | {version_alias}
+                actions += [{"add": {"index": target, "alias": held}} for held in sorted(carried)]
+                if superseded is not None:
+                    actions.append({"remove_index": {"index": superseded}})
+                try:
+                    with self._errors(name):
+                        self.client.indices.update_aliases(actions=actions)
+                except IndexMissing:
+                    with self._errors(name):
+                        if not self.client.indices.exists(index=target):
+                            raise
+                    # A holder we read was dropped meanwhile: read again.
+            self._writes.pop(name, None)
+            self._visible.discard(name)
 
     def resolve_alias(self, alias: str) -> str | None:
         holders = self._alias_holders(alias)
-        return self._logical(holders[0]) if holders else None
+        return self._version_of(holders[0]) if holders else None
 
     def list_versions(self, alias: str) -> list[IndexVersion]:
         served = self.resolve_alias(alias)
         with self._errors():
             mappings = self.client.indices.get_mapping(index=f"{self.prefix}*", allow_no_indices=True)
+            aliases = self.client.indices.get_alias(index=f"{self.prefix}*", allow_no_indices=True)
         versions = []
         for physical, body in mappings.items():
             meta = dict(body.get("mappings", {}).get("_meta", {}))
             if meta.get("alias") != alias:
                 continue
-            name = self._logical(physical)
+            name = self._version_of(physical, set(aliases.get(physical, {}).get("aliases") or {}))
+            if name is None:
+                continue  # a staging generation: not a version of its own
             versions.append(IndexVersion(name=name, count=self.count(name), served=name == served, meta=meta))
         return sorted(versions, key=lambda v: v.name, reverse=True)
 
     def drop(self, name: str) -> None:
-        if self._physical(name) in self._served_indexes():
-            raise BackendError(f"index {name!r} is served by an alias; switch the alias first")
-        with self._errors(name):
-            self.client.indices.delete(index=self._physical(name), ignore_unavailable=True)
-        self._meta.pop(name, None)
-
-    def _served_indexes(self) -> set[str]:
-        with self._errors():
-            aliases = self.client.indices.get_alias(index=f"{self.prefix}*", allow_no_indices=True)
-        return {index for index, body in aliases.items() if body.get("aliases")}
+        """Delete every physical index of the version (generations and staging copies), by concrete names:
+        ``action.destructive_requires_name`` refuses wildcards, and an alias cannot be deleted as an index."""
+        with self._write_lock:
+            generations = self._generations(name)
+            if generations.aliases - {self._physical(name)}:
+                raise BackendError(f"index {name!r} is served by an alias; switch the alias first")
+            if generations.all:
+                with self._errors(name):
+                    self.client.indices.delete(index=",".join(generations.all), ignore_unavailable=True)
+            self._meta.pop(name, None)
+            self._writes.pop(name, None)
+            self._visible.discard(name)
 
     def close(self) -> None:
         self.client.close()

@@ -176,6 +176,67 @@ def check_missing_index_is_index_missing(backend: IndexBackend, prefix: str) -> 
         backend.swap_alias(f"{prefix}-alias", f"{prefix}-absent")
 
 
+def check_writes_to_the_served_version_stay_unseen_until_the_swap(
+    writer: IndexBackend, reader: IndexBackend, prefix: str
+) -> None:
+    """The pinning contract (``rag_platform.backends.base``), with two handles on one store: in-place writes to
+    the served version are seen by the handle that writes it and by nobody else until ``swap_alias``; a writer
+    that never swaps (a killed run) changes nothing served, and the next writer continues from its writes."""
+    alias = f"{prefix}-served"
+    name, other = f"{alias}-0001", f"{alias}-0002"
+    build(writer, name, CORPUS[:3])
+    writer.swap_alias(alias, name)
+    published = reader.chunk_hashes(name)
+    assert reader.resolve_alias(alias) == name and len(published) == 3
+
+    fresh = chunk("c05", "pinning keeps unpublished writes out of search", unit(0, 0, 0, 1), "doc-c")
+    edited = chunk("c01", "vector stores answer nearest neighbour queries", unit(1, 0))
+    writer.open_for_writes(name)
+    writer.upsert(name, [fresh, edited])
+    writer.delete(name, ["c02"])
+    writer.refresh(name)
+    latest = {"c01": sha256_hex(edited.text), "c03": published["c03"], "c05": sha256_hex(fresh.text)}
+    assert writer.chunk_hashes(name) == latest and writer.count(name) == 3, "the writer reads its own writes"
+    assert [h.chunk_id for h in writer.search_keyword(name, "pinning unpublished", 3)] == ["c05"]
+
+    def unchanged() -> None:
+        assert reader.chunk_hashes(name) == published and reader.count(name) == 3
+        assert reader.search_keyword(name, "pinning unpublished", 3) == []
+        assert reader.search_dense(name, unit(0, 1), 1)[0].chunk_id == "c02"
+        assert [c.text for c in reader.get(name, ["c01", "c05"])] == [CORPUS[0].text]
+        assert reader.resolve_alias(alias) == name
+
+    unchanged()
+    # The writer is "killed": it never swaps. The reader becomes the next writer and continues from there.
+    reader.open_for_writes(name)
+    assert reader.chunk_hashes(name) == latest, "a new writer reads the version's latest state"
+    later = chunk("c06", "the next run converges on the ledger", unit(0, 0, 0, 0, 1), "doc-c")
+    reader.upsert(name, [later])
+    reader.refresh(name)
+    observer = writer  # the killed handle's reads, like any other handle's, follow the published state
+    reader.swap_alias(alias, name)
+    latest["c06"] = sha256_hex(later.text)
+    for handle in (reader, observer):
+        assert handle.chunk_hashes(name) == latest and handle.count(name) == 4
+        assert [h.chunk_id for h in handle.search_keyword(name, "pinning unpublished", 3)] == ["c05"]
+    # Rollback and re-publication keep working, and no staging state shows as a version of its own.
+    build(reader, other, CORPUS)
+    reader.swap_alias(alias, other)
+    reader.swap_alias(alias, name)
+    assert writer.resolve_alias(alias) == name and writer.chunk_hashes(name) == latest
+    versions = {v.name: (v.count, v.served) for v in writer.list_versions(alias)}
+    assert versions == {name: (4, True), other: (4, False)}
+    writer.drop(other)
+    with pytest.raises(BackendError, match="served"):
+        writer.drop(name)
+    assert [v.name for v in reader.list_versions(alias)] == [name]
+
+
+PAIRED_CHECKS: list[Callable[[IndexBackend, IndexBackend, str], None]] = [
+    check_writes_to_the_served_version_stay_unseen_until_the_swap,
+]
+
+
 CHECKS: list[Callable[[IndexBackend, str], None]] = [
     check_create_is_idempotent_and_empty,
     check_upsert_reupsert_delete_count,

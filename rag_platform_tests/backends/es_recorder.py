@@ -9,7 +9,8 @@ request is checked the way a 9.x server would check it, and refused with the ser
   field newer than the simulated server version;
 - against the semantic rules the REST reference states (each rule below cites it): RRF window and license,
   kNN bounds, result window, ``destructive_requires_name``, privileges of API keys per endpoint, bbq
-  dimensions, strict mappings, and visibility of documents only after a refresh.
+  dimensions, strict mappings, visibility of documents only after a refresh, write blocks, the clone API's
+  write-blocked source, and aliases that point at concrete indexes only (``_aliases`` applied atomically).
 
 Indexes created through the stand-in are kept (mapping, settings, aliases, documents: pending until refreshed).
 Requests naming an index it never created get recorded response shapes from the REST reference (a default for
@@ -19,6 +20,7 @@ order. Every refusal is also listed in ``violations``, so a test can assert that
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import math
@@ -84,6 +86,7 @@ ACTION_NAMES = {
     "indices.get_alias": "indices:admin/aliases/get",
     "indices.update_aliases": "indices:admin/aliases",
     "indices.exists": "indices:admin/get",
+    "indices.clone": "indices:admin/resize",
     "bulk": "indices:data/write/bulk",
 }
 # The RRF retriever is an ENTERPRISE feature (RRFRankPlugin: LicensedFeature "rank-rrf", OperationMode
@@ -113,6 +116,7 @@ _FALLBACK_URLS: dict[str, tuple[list[tuple[str, list[str]]], dict[str, list[str]
     "indices.refresh": ([("/{index}/_refresh", ["GET", "POST"])], {"index": ["maintenance"]}),
     "indices.get_mapping": ([("/{index}/_mapping", ["GET"])], {"index": ["view_index_metadata"]}),
     "indices.update_aliases": ([("/_aliases", ["POST"])], {}),
+    "indices.clone": ([("/{index}/_clone/{target}", ["PUT", "POST"])], {"index": ["manage"]}),
     "indices.get_alias": (
         [("/_alias/{name}", ["GET"]), ("/{index}/_alias", ["GET"]), ("/{index}/_alias/{name}", ["GET"])],
         {"index": ["view_index_metadata"]},
@@ -291,8 +295,9 @@ class RecordingElasticsearch:
             errors = self._check_bulk_lines(request.ndjson)
         elif request.raw:
             body = request.json
-            if endpoint.name == "indices.put_settings":
-                # "To revert a setting to the default value, use null" (update index settings API).
+            if endpoint.name in {"indices.put_settings", "indices.clone"}:
+                # "To revert a setting to the default value, use null" (update index settings API); a clone
+                # clears settings copied from its source the same way.
                 body = _without_nulls(body)
             errors = self.spec.check_body(endpoint, body, version=self.version_tuple)
         if errors:
@@ -335,6 +340,10 @@ class RecordingElasticsearch:
                 for n in (body.get("index"), body.get("alias"))
                 if n
             ]
+        elif endpoint.name == "indices.clone":
+            # "Clone index API", prerequisites: manage on the index cloned; the target gets no more access than
+            # the source (ResizeRequestInterceptor), so the key needs the same privilege on it.
+            names_privs = [(params["index"], ["manage"]), (params["target"], ["manage"])]
         else:
             names_privs = [(n, needed.get("index", [])) for n in names if needed.get("index")]
         for name, privileges in names_privs:
@@ -448,9 +457,16 @@ class RecordingElasticsearch:
         if endpoint == "indices.create":
             if index in self.indexes:
                 raise Refused(400, "resource_already_exists_exception", f"index [{index}] already exists")
+            if self._is_alias(index):
+                # MetadataCreateIndexService.validateIndexName: an index may not take an alias's name.
+                raise Refused(
+                    400, "invalid_index_name_exception", f"Invalid index name [{index}], already exists as alias"
+                )
             body = request.json if request.raw else {}
             self.indexes[index] = IndexState(body.get("mappings", {}), dict(body.get("settings", {})))
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
+        if endpoint == "indices.clone":
+            return self._clone(request, index, params["target"]) if self._holding() else None
         if endpoint == "bulk":
             return (
                 self._bulk(request)
@@ -491,6 +507,11 @@ class RecordingElasticsearch:
             return 200, {"succeeded": True, "num_freed": 1}
         if not index or _is_pattern(index):
             return None
+        if endpoint == "indices.delete":
+            for part in index.split(","):
+                if part not in self.indexes and self._is_alias(part):
+                    # DeleteIndexRequest resolves concrete indices only (aliases not supported).
+                    raise Refused(400, "illegal_argument_exception", _alias_expression(part))
         names = self._resolve(index, key, ["read"])
         if not names and self.strict_indexes:
             if endpoint == "indices.exists":
@@ -525,12 +546,8 @@ class RecordingElasticsearch:
                     "illegal_argument_exception",
                     "Can't update non dynamic settings [[index.number_of_shards]] for open indices",
                 )
-            for name, value in updates:
-                name = name.removeprefix("index.")
-                if value is None:
-                    state.settings.pop(name, None)
-                else:
-                    state.settings[name] = value
+            for target in names:
+                _apply_settings(self.indexes[target].settings, dict(updates))
             return 200, {"acknowledged": True}
         if endpoint == "indices.refresh":
             for name in names:
@@ -556,6 +573,13 @@ class RecordingElasticsearch:
             if state is None:
                 statuses[meta["_id"]] = 404
                 reasons[meta["_id"]] = ("index_not_found_exception", f"no such index [{meta['_index']}]")
+            elif _write_blocked(state):
+                # "Index block settings": index.blocks.write refuses writes (ClusterBlockException, 403 per item).
+                statuses[meta["_id"]] = 403
+                reasons[meta["_id"]] = (
+                    "cluster_block_exception",
+                    f"index [{meta['_index']}] blocked by: [FORBIDDEN/8/index write (api)];",
+                )
             elif op == "delete":
                 if meta["_id"] not in state.live():
                     statuses[meta["_id"]] = 404
@@ -576,29 +600,99 @@ class RecordingElasticsearch:
                 result["error"] = {"type": kind, "reason": reason}
         return 200, body
 
+    def _is_alias(self, name: str) -> bool:
+        return any(name in state.aliases for state in self.indexes.values())
+
     def _update_aliases(self, actions: list[dict[str, Any]]) -> Reply:
-        """All actions or none (one cluster state update), as TransportIndicesAliasesAction resolves them: a
-        missing index is a 404; removing an alias the index does not have is skipped unless ``must_exist`` is
-        true; when nothing at all is left to do, the aliases are not found (404)."""
+        """All actions or none (one cluster state update), as TransportIndicesAliasesAction and
+        MetadataIndexAliasesService apply them. Every ``remove_index`` runs first, whatever its place ("Aliases
+        API"), so an alias may take the name of an index deleted in the same request, and other actions naming
+        that index find it missing. Actions name concrete indexes: an alias there is refused (aliases point at
+        indexes, not at aliases), a missing index is a 404, and an alias may not take the name of an index that
+        stays. Removing an alias the index does not have is skipped unless ``must_exist`` is true; when nothing
+        at all is left to do, the aliases are not found (404)."""
+
+        def missing(index: str) -> Reply:
+            reason = f"no such index [{index}]"
+            return 404, {"error": {"type": "index_not_found_exception", "reason": reason}, "status": 404}
+
+        removed: list[str] = []
+        for action in actions:
+            op, body = next(iter(action.items()))
+            if op != "remove_index":
+                continue
+            index = body["index"]
+            if index not in self.indexes:
+                if self._is_alias(index):
+                    raise Refused(400, "illegal_argument_exception", _alias_expression(index))
+                return missing(index)
+            removed.append(index)
         plan: list[tuple[str, str, str]] = []
         for action in actions:
             op, body = next(iter(action.items()))
+            if op == "remove_index":
+                continue
             index, alias = body["index"], body["alias"]
-            if index not in self.indexes:
-                reason = f"no such index [{index}]"
-                return 404, {"error": {"type": "index_not_found_exception", "reason": reason}, "status": 404}
+            if index not in self.indexes and self._is_alias(index):
+                raise Refused(400, "illegal_argument_exception", _alias_expression(index))
+            if index not in self.indexes or index in removed:
+                return missing(index)
+            if op == "add" and alias in self.indexes and alias not in removed:
+                raise Refused(
+                    400,
+                    "invalid_alias_name_exception",
+                    f"Invalid alias name [{alias}]: an index or data stream exists with the same name as the alias",
+                )
             if op == "remove" and alias not in self.indexes[index].aliases:
                 if body.get("must_exist") is True:
                     reason = f"aliases [{alias}] missing"
                     return 404, {"error": {"type": "aliases_not_found_exception", "reason": reason}, "status": 404}
                 continue
             plan.append((op, index, alias))
-        if not plan:
+        if not plan and not removed:
             reason = "aliases missing"
             return 404, {"error": {"type": "aliases_not_found_exception", "reason": reason}, "status": 404}
+        for index in removed:
+            del self.indexes[index]
         for op, index, alias in plan:
             (self.indexes[index].aliases.add if op == "add" else self.indexes[index].aliases.discard)(alias)
         return 200, {"acknowledged": True}
+
+    def _clone(self, request: Recorded, source: str, target: str) -> Reply:
+        """The clone index API ("Clone index API"): the source must be write-blocked (MetadataCreateIndexService
+        .validateResize: an IllegalStateException, 500) and the target must not exist; the clone gets the source's
+        mappings, its settings except the replica count (and auto-expansion), overlaid with the request's (null
+        clears one), the aliases the request names, and every document the source acknowledged: the source is
+        flushed and its segments hard-linked, so the clone searches them at once."""
+        state = self.indexes.get(source)
+        if state is None:
+            if self._is_alias(source):
+                raise Refused(400, "illegal_argument_exception", _alias_expression(source))
+            raise Refused(404, "index_not_found_exception", f"no such index [{source}]")
+        if target in self.indexes or self._is_alias(target):
+            raise Refused(400, "resource_already_exists_exception", f"index [{target}] already exists")
+        if not _write_blocked(state):
+            raise Refused(
+                500,
+                "illegal_state_exception",
+                f'index [{source}] must be read-only to resize index. use "index.blocks.write=true"',
+            )
+        body = request.json if request.raw else {}
+        if body.get("mappings"):
+            raise Refused(
+                400,
+                "illegal_argument_exception",
+                "mappings are not allowed when resizing indices, all mappings are copied from the source index",
+            )
+        settings = {k: v for k, v in state.settings.items() if k not in {"number_of_replicas", "auto_expand_replicas"}}
+        _apply_settings(settings, _flatten(body.get("settings", {})))
+        self.indexes[target] = IndexState(
+            copy.deepcopy(state.mappings),
+            settings,
+            aliases=set(body.get("aliases", {})),
+            docs=copy.deepcopy(state.live()),
+        )
+        return 200, {"acknowledged": True, "shards_acknowledged": True, "index": target}
 
     def _search(self, request: Recorded, names: list[str]) -> dict[str, Any]:
         """Search the refreshed documents: query DSL (match_all, ids, match, terms, bool), kNN by cosine and the
@@ -685,7 +779,10 @@ class RecordingElasticsearch:
         if path.startswith("/_alias/"):
             return 404, {"error": f"alias [{path.removeprefix('/_alias/')}] missing", "status": 404}
         if path.endswith("/_alias"):
-            return 200, {}  # GET /{index}/_alias: no index matched the pattern
+            # GET /{index}/_alias: an index named like the pattern's stem, without aliases (the default index
+            # the other recorded shapes describe); no index at all for a bare wildcard.
+            stem = path.split("/")[1].removesuffix("*")
+            return 200, ({stem: {"aliases": {}}} if stem and not _is_pattern(stem) else {})
         if method == "HEAD":
             return 404, None
         if method == "PUT":
@@ -825,6 +922,25 @@ def _is_action(line: Any) -> bool:
 
 def _is_pattern(name: str) -> bool:
     return "*" in name or "?" in name
+
+
+def _write_blocked(state: IndexState) -> bool:
+    return str(state.settings.get("blocks.write", False)).lower() == "true"
+
+
+def _alias_expression(name: str) -> str:
+    """IndexNameExpressionResolver's refusal of an alias where an API takes concrete indices only."""
+    return f"The provided expression [{name}] matches an alias, specify the corresponding concrete indices instead."
+
+
+def _apply_settings(settings: dict[str, Any], updates: dict[str, Any]) -> None:
+    """Flat setting updates, with or without the ``index.`` prefix; null resets a setting to its default."""
+    for name, value in updates.items():
+        name = name.removeprefix("index.")
+        if value is None:
+            settings.pop(name, None)
+        else:
+            settings[name] = value
 
 
 def _without_nulls(value: Any) -> Any:

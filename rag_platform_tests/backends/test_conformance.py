@@ -3,7 +3,8 @@
 The embedded backend always runs, and so does the Elasticsearch backend against the enforcing stand-in
 (``es_recorder``: API specification and server rules, a least-privilege API key). A live Elasticsearch runs when
 ``RAG_ES_URL`` is set (``make test-es`` against the compose stack); otherwise its cases are reported as skipped
-with that reason, never as passed. Each case deletes the indexes it created, by their concrete names.
+with that reason, never as passed. Each case deletes the indexes it created, by their concrete names. Paired
+checks get two handles on one store (two processes, as a refresh and the API server are).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from backends.contract import CHECKS, delete_prefixed
+from backends.contract import CHECKS, PAIRED_CHECKS, delete_prefixed
 
 from rag_platform.backends import IndexBackend
 from rag_platform.backends.lancedb import LanceDBBackend
@@ -28,16 +29,16 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexBackend]:
-    if request.param == "lancedb":
-        lance = LanceDBBackend(tmp_path / "index")
-        yield lance
-        lance.close()
+def handles(kind: str, tmp_path: Path, check_name: str, count: int) -> Iterator[list[IndexBackend]]:
+    """``count`` handles on one fresh store of the backend ``kind``."""
+    if kind == "lancedb":
+        lance = [LanceDBBackend(tmp_path / "index") for _ in range(count)]
+        yield list(lance)
+        for handle in lance:
+            handle.close()
         return
-    if request.param.startswith("es-stand-in"):
-        check_name = request.node.callspec.params["check"].__name__.removeprefix("check_")
-        yield from stand_in_backend(tmp_path, check_name, server_rrf=request.param.endswith("-rrf"))
+    if kind.startswith("es-stand-in"):
+        yield from stand_in_backends(tmp_path, check_name, server_rrf=kind.endswith("-rrf"), count=count)
         return
     if not os.environ.get("RAG_ES_URL"):
         pytest.skip("RAG_ES_URL is not set: no Elasticsearch to run the live conformance suite against")
@@ -45,16 +46,30 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexBac
 
     prefix = f"rag-test-{uuid.uuid4().hex[:8]}-"
     env = {**os.environ, "RAG_ES_INDEX_PREFIX": prefix}
-    es = ElasticsearchBackend.from_env(Settings(home=tmp_path), env)
+    es = [ElasticsearchBackend.from_env(Settings(home=tmp_path), env) for _ in range(count)]
     try:
-        yield es
+        yield list(es)
     finally:
-        delete_prefixed(es.client, prefix)
-        es.close()
+        delete_prefixed(es[0].client, prefix)
+        for handle in es:
+            handle.close()
 
 
-def stand_in_backend(tmp_path: Path, check_name: str, *, server_rrf: bool) -> Iterator[IndexBackend]:
-    """The Elasticsearch backend against the enforcing stand-in (``es_recorder``), holding its indexes like a
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexBackend]:
+    check_name = request.node.callspec.params["check"].__name__.removeprefix("check_")
+    for [one] in handles(request.param, tmp_path, check_name, 1):
+        yield one
+
+
+@pytest.fixture
+def backend_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[IndexBackend]]:
+    check_name = request.node.callspec.params["check"].__name__.removeprefix("check_")
+    yield from handles(request.param, tmp_path, check_name, 2)
+
+
+def stand_in_backends(tmp_path: Path, check_name: str, *, server_rrf: bool, count: int) -> Iterator[list[IndexBackend]]:
+    """Elasticsearch backends against the enforcing stand-in (``es_recorder``), holding its indexes like a
     server, with an API key that has exactly the least-privilege grants of README "Run with Elasticsearch"
     (``server_rrf``: plus ``monitor`` on an enterprise license, so hybrid search runs the server's RRF)."""
     from backends.es_recorder import RecordingElasticsearch, serve
@@ -67,17 +82,18 @@ def stand_in_backend(tmp_path: Path, check_name: str, *, server_rrf: bool) -> It
     rec.add_api_key("least-privilege", cluster, [([f"{prefix}*"], ["read", "write", "manage"])])
     url, stop = serve(rec)
     env = {"RAG_ES_URL": url, "RAG_ES_API_KEY": "least-privilege", "RAG_ES_INDEX_PREFIX": prefix}
-    es = ElasticsearchBackend.from_env(Settings(home=tmp_path), env)
+    es = [ElasticsearchBackend.from_env(Settings(home=tmp_path), env) for _ in range(count)]
     try:
-        yield es
-        delete_prefixed(es.client, prefix)
+        yield list(es)
+        delete_prefixed(es[0].client, prefix)
         assert not rec.indexes, f"the suite left indexes behind: {sorted(rec.indexes)}"
         unexpected = [v for v in rec.violations if server_rrf or not v.startswith(("GET /:", "GET /_license:"))]
         assert not unexpected, f"the stand-in refused requests a server would refuse: {unexpected}"
         retrievers = [r for r in rec.requests if r.path.endswith("/_search") and b'"retriever"' in r.raw]
         assert bool(retrievers) == (server_rrf and check_name == "hybrid_fuses_both_rankings")
     finally:
-        es.close()
+        for handle in es:
+            handle.close()
         stop()
 
 
@@ -85,3 +101,11 @@ def stand_in_backend(tmp_path: Path, check_name: str, *, server_rrf: bool) -> It
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__.removeprefix("check_"))
 def test_backend_conforms(backend: IndexBackend, check: Callable[[IndexBackend, str], None]) -> None:
     check(backend, "conf")
+
+
+@pytest.mark.parametrize("backend_pair", BACKENDS, indirect=True)
+@pytest.mark.parametrize("check", PAIRED_CHECKS, ids=lambda check: check.__name__.removeprefix("check_"))
+def test_backend_handles_conform(
+    backend_pair: list[IndexBackend], check: Callable[[IndexBackend, IndexBackend, str], None]
+) -> None:
+    check(*backend_pair, "conf")

@@ -1,11 +1,13 @@
 """The whole platform on Elasticsearch with exactly the least-privilege API key of README "Run with
-Elasticsearch": the console script builds, checks (consistency gate included), publishes and searches hybrid
-through the enforcing stand-in (``es_recorder``), whose only refusals are the server facts the key may not read.
+Elasticsearch": the console script builds, checks (consistency gate included), publishes, refreshes in place
+(a clone of the served index, published by one aliases request) and searches hybrid through the enforcing
+stand-in (``es_recorder``), whose only refusals are the server facts the key may not read.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -56,8 +58,12 @@ def test_refresh_gates_and_hybrid_search_with_the_least_privilege_key(
         assert done.returncode == 0, done.stderr[-2000:]
         return dict(json.loads(done.stdout))
 
-    for run in range(2):  # a build, then an incremental refresh of the served version
-        result = cli("refresh", "--source", str(CORPUS))
+    source = tmp_path / "corpus"
+    shutil.copytree(CORPUS, source)
+    for run in range(2):  # a build, then an incremental refresh of the served version with a changed document
+        if run:
+            (source / "chess.txt").write_text("The Sicilian Defence answers 1.e4 with c5.\n", encoding="utf-8")
+        result = cli("refresh", "--source", str(source))
         gates = dict(result["gates"])  # type: ignore[arg-type]
         assert result["published"] is True and gates, result
         assert all(g["passed"] for g in gates.values()), gates
@@ -65,6 +71,11 @@ def test_refresh_gates_and_hybrid_search_with_the_least_privilege_key(
         index = dict(result["index"])  # type: ignore[arg-type]
         [version] = [n for n, s in rec.indexes.items() if "rag_chunks" in s.aliases]
         assert index["count"] == len(rec.indexes[version].docs) > 0, run
+        # The in-place refresh wrote a clone (generation 1) that now serves under both aliases.
+        assert version == f"{index['version']}{'-g1' if run else ''}", version
+        assert "rag_chunks" in index["version"] and index["version"] in rec.indexes[version].aliases | {version}
+    assert not rec.indexes[version].settings.get("blocks.write")
+    assert sorted(rec.indexes) == [version], "no staging index or superseded generation left behind"
     found = cli("search", "how to bake bread", "--mode", "hybrid", "--k", "3")
     assert found["results"]
     # Only what the key may not read was refused; hybrid search fused client-side without the license.
