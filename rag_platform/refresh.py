@@ -33,7 +33,6 @@ from rag_platform.lineage import quarantine_rows
 from rag_platform.locking import pid_alive
 from rag_platform.progress import Progress
 from rag_platform.quality import (
-    MIN_LETTER_SHARE,
     SuiteOutcome,
     embedding_profile,
     validate_chunks,
@@ -203,17 +202,11 @@ def as_dict(obj: Any) -> dict[str, Any]:
 
 
 def check_documents(settings: Settings) -> SuiteOutcome:
-    """Validate the current documents (the dbt model); failures name the offending documents."""
+    """Validate the current documents (the dbt model): corpus-level rules only; a document failing a rule of
+    its own was quarantined at ingest (quality.document_problem)."""
     with warehouse.writer(settings) as con:
-        frame = con.execute("SELECT uri, char_length, letter_share FROM current_documents").df()
-    outcome = validate_documents(frame)
-    if not outcome.passed:
-        offenders = frame[frame["letter_share"] < MIN_LETTER_SHARE]["uri"].tolist()
-        if offenders:
-            shown = ", ".join(offenders[:5])
-            note = f"mostly non-letter text (under {MIN_LETTER_SHARE:.0%} letters): {shown}"
-            outcome = dataclasses.replace(outcome, failures=(*outcome.failures, note))
-    return outcome
+        frame = con.execute("SELECT uri, char_length FROM current_documents").df()
+    return validate_documents(frame)
 
 
 def check_chunks(settings: Settings) -> SuiteOutcome:
