@@ -145,7 +145,9 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
             "SELECT uri, file_key, document_version, status FROM file_state"
         ).fetchall()
     }
-    quarantined_before = {r[0]: (r[1], r[2]) for r in con.execute("SELECT uri, reason, code FROM quarantine").fetchall()}
+    quarantined_before = {
+        r[0]: (r[1], r[2]) for r in con.execute("SELECT uri, reason, code FROM quarantine").fetchall()
+    }
     seen: set[str] = set()
     writes = _Writes(run_id)
 
