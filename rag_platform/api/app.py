@@ -14,8 +14,10 @@ from typing import Any, Literal, get_args
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from rag_platform.backends import BackendError, BackendUnavailable, IndexMissing
 from rag_platform.config import Settings
@@ -55,13 +57,24 @@ class ErrorBody(BaseModel):
 
 
 class SearchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The search request; ``k``'s upper bound is ``api.max_k`` (``search_body`` binds it per app), so the
+    OpenAPI schema and the check in ``SearchRequest`` state one limit. Strict: ``"k": true`` is not 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(min_length=1, max_length=10_000)
-    k: int = Field(default=10, ge=1, le=1000)
+    k: int = Field(default=10, ge=1)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     rerank: Literal["none", "cohere", "cross-encoder"] | None = None
     filters: dict[str, str | list[str]] | None = None
+
+
+def search_body(max_k: int) -> type[SearchBody]:
+    """``SearchBody`` with ``k`` bounded by ``max_k`` (the setting ``api.max_k``)."""
+    bounded: type[SearchBody] = create_model(
+        "SearchBody", __base__=SearchBody, k=(int, Field(default=10, ge=1, le=max_k, strict=True))
+    )
+    return bounded
 
 
 class Reranked(BaseModel):
@@ -86,6 +99,7 @@ class SearchResult(BaseModel):
 
 class QuarantinedDocument(BaseModel):
     source: str
+    code: str
     reason: str
     since: str
 
@@ -146,10 +160,15 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
                 return error(413, "payload_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
         elif request.method in {"POST", "PUT", "PATCH"}:
             body = b""
-            async for part in request.stream():
-                body += part
-                if len(body) > MAX_BODY_BYTES:
-                    return error(413, "payload_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+            try:
+                async for part in request.stream():
+                    body += part
+                    if len(body) > MAX_BODY_BYTES:
+                        return error(413, "payload_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+            except ClientDisconnect:
+                # The client went away mid-body: nobody to answer, nothing went wrong here; no traceback.
+                logger.debug("client disconnected during the request body of %s", request.url.path)
+                return Response(status_code=400)
             request._body = body  # let the route read what the guard consumed
         return await call_next(request)
 
@@ -180,14 +199,15 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
 
     @app.get("/health", summary="Liveness and the served index version")
     def health() -> dict[str, Any]:
+        # Open to all (no key needed): the backend's error text (hosts, index names) goes to the log only.
         try:
             version = state["searcher"].backend.resolve_alias(settings.index.alias)
             backend = "ok"
         except Exception as exc:
-            version, backend = None, f"unavailable: {exc}"
+            logger.warning("health: search backend unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            version, backend = None, "unavailable"
         return {"status": "ok", "index_version": version, "backend": backend}
 
-    @app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES, summary="Search the served index")
     def search(body: SearchBody) -> Any:
         request = SearchRequest(query=body.query, k=body.k, mode=body.mode, rerank=body.rerank, filters=body.filters)
         try:
@@ -196,6 +216,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             return error(422, exc.code, str(exc))
         except (BackendUnavailable, IndexMissing, BackendError, OSError) as exc:
             return backend_error(exc)
+
+    # FastAPI reads the body's class from the annotation: the one bound to this app's api.max_k.
+    search.__annotations__["body"] = search_body(settings.api.max_k)
+    app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES, summary="Search the served index")(
+        search
+    )
 
     def lineage(identifier: str) -> Any:
         from rag_platform.lineage import audit
