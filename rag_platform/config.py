@@ -181,9 +181,8 @@ def _coerce(section: str, key: str, raw: Any, default: Any) -> Any:
             if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
                 raise ValueError(raw)
             return tuple(raw)
-        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            if not isinstance(default, str):
-                raise ValueError(raw)
+        if not isinstance(default, str) and (isinstance(raw, bool) or not isinstance(raw, str | int | float)):
+            raise ValueError(raw)
         if isinstance(default, int):
             if isinstance(raw, float) and not raw.is_integer():
                 raise ValueError(raw)
