@@ -192,7 +192,8 @@ def corpus_fingerprint(versions: Iterable[tuple[str, str]]) -> str:
 def hash_sources(roots: Iterable[Path], max_bytes: int) -> dict[str, str]:
     """uri -> sha256 of the bytes, for change detection; a file that reading refuses (same rules as
     ``read_source_bytes``: nothing outside the root, no special file, bounded) gets a marker of its code,
-    size and mtime instead, so it changes the fingerprint only when it changes."""
+    size and mtime instead, so it changes the fingerprint only when it changes (a link out of the root: only
+    its code, so nothing outside the root shows through, not even a size)."""
     result: dict[str, str] = {}
     for root in roots:
         if not root.is_dir():
@@ -201,7 +202,8 @@ def hash_sources(roots: Iterable[Path], max_bytes: int) -> dict[str, str]:
             try:
                 result[file.uri] = sha256_hex(read_source_bytes(file, max_bytes))
             except Refused as exc:
-                result[file.uri] = f"refused:{exc.code}:{file.size_bytes}:{file.modified_at}"
+                outside = exc.code == QuarantineCode.OUTSIDE_SOURCE
+                result[file.uri] = f"refused:{exc.code}" + ("" if outside else f":{file.size_bytes}:{file.modified_at}")
     return result
 
 
