@@ -10,6 +10,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,10 @@ GOOD = {
     "chess.txt": ("Chess openings\n\nThe Sicilian Defence answers e4 with c5.\n", "sicilian"),
     "heading.md": ("# " + " " * 20_000 + "Tidal heading\n\nTides rise twice a day under the Moon.\n", "tides"),
     "numbers.txt": ("\n".join(" ".join(f"{i * j % 97:>3}" for j in range(12)) for i in range(60)), "77"),
-    "deep.html": ("<div>" * DEPTH_HTML + "<p>Abyssal trenches hold strange fish.</p>" + "</div>" * DEPTH_HTML, "abyssal"),
+    "deep.html": (
+        "<div>" * DEPTH_HTML + "<p>Abyssal trenches hold strange fish.</p>" + "</div>" * DEPTH_HTML,
+        "abyssal",
+    ),
 }
 BAD = {  # file name -> quarantine code
     "leak.md": "outside_source",
@@ -71,6 +75,27 @@ def build_corpus(root: Path, outside: Path) -> None:
     (root / "symbols.md").write_text("----\n\n*** ### ***\n\n----\n")
 
 
+def remove_deep_folders(root: Path) -> None:
+    """Delete the nested folders bottom-up: shutil.rmtree (and so pytest's clean-up of old temporary folders)
+    recurses once per level."""
+    deepest = root
+    while (deepest / "d").is_dir():
+        deepest = deepest / "d"
+    while deepest != root:
+        for child in deepest.iterdir():
+            child.unlink()
+        deepest.rmdir()
+        deepest = deepest.parent
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    root, outside = tmp_path / "corpus", tmp_path / "outside"
+    build_corpus(root, outside)
+    yield root, outside
+    remove_deep_folders(root)
+
+
 def run_cli(home: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run the console script; returns the result and the child's peak resident memory in bytes."""
     environment = inherited_environment()
@@ -88,9 +113,8 @@ def run_cli(home: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Com
 
 
 @pytest.mark.timeout(420)
-def test_one_refresh_of_a_hostile_folder(tmp_path: Path, tiny_model_dir: Path) -> None:
-    root, outside, home = tmp_path / "corpus", tmp_path / "outside", tmp_path / "home"
-    build_corpus(root, outside)
+def test_one_refresh_of_a_hostile_folder(corpus: tuple[Path, Path], tmp_path: Path, tiny_model_dir: Path) -> None:
+    root, home = corpus[0], tmp_path / "home"
     env = {
         "RAG_PLATFORM__EMBEDDING__MODEL": str(tiny_model_dir),
         "RAG_PLATFORM__EMBEDDING__BACKEND": "torch",
@@ -126,11 +150,10 @@ def test_one_refresh_of_a_hostile_folder(tmp_path: Path, tiny_model_dir: Path) -
 
 
 @pytest.mark.timeout(60)
-def test_the_sensors_hashing_follows_the_same_rules(tmp_path: Path) -> None:
+def test_the_sensors_hashing_follows_the_same_rules(corpus: tuple[Path, Path]) -> None:
     """The sensor hashes every file on each tick: the FIFO, /dev/zero and the sparse file must not hang it or
     exhaust memory, and a link out of the root must not be read (its content would not change the hash)."""
-    root, outside = tmp_path / "corpus", tmp_path / "outside"
-    build_corpus(root, outside)
+    root, outside = corpus
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     hashes = hash_sources([root], 1_000_000)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kilobytes
