@@ -60,7 +60,8 @@ def main() -> None:
         rows = []
         for size in SIZES:
             data = make(size).encode()
-            took = seconds(lambda data=data: parse_document(data, "doc" + suffix), 1 if suffix == ".html" else 3)
+            name_ = "doc" + suffix
+            took = seconds(lambda data=data, name_=name_: parse_document(data, name_), 1 if suffix == ".html" else 3)
             rows.append(
                 {"bytes": len(data), "seconds": round(took, 4), "seconds_per_mb": round(took / (len(data) / MB), 4)}
             )

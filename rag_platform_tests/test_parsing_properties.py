@@ -13,9 +13,9 @@ from rag_platform.records import QUARANTINE_CODES
 
 # Alphabets of the characters the parsers treat specially, so examples pile them up as an attacker would.
 MARKDOWN_CHARS = st.sampled_from([" ", "\t", "#", "\n", "\r", "=", "-", "*", "`", "a", "Z", "1", "\u00e9", "\u3042"])
+TAGS = ["<div>", "</div>", "<p>", "</p>", "<h2>", "</h2>", "<ul><li>", "</li></ul>", "<pre>", "</pre>", "<b>", "</i>"]
 HTML_PIECES = st.sampled_from(
-    ["<div>", "</div>", "<p>", "</p>", "<h2>", "</h2>", "<ul><li>", "</li></ul>", "<pre>", "</pre>", "<b>", "</i>"]
-    + ["<script>", "</script>", "<!--", "-->", "<", ">", "&amp;", "&#", " ", "\n", "text", "\u00e9"]
+    [*TAGS, "<script>", "</script>", "<!--", "-->", "<", ">", "&amp;", "&#", " ", "\n", "text", "\u00e9"]
 )
 adversarial_markdown = st.text(MARKDOWN_CHARS, max_size=400)
 adversarial_html = st.lists(HTML_PIECES, max_size=300).map("".join)
