@@ -278,19 +278,23 @@ SPECIAL_TOKENS = 2
 
 
 def model_window(model: str) -> int | None:
-    """The model's ``max_seq_length`` read from its saved configuration (no model load), or None when the
-    model is not a local folder (a hub id: checked when it loads)."""
+    """The model's ``max_seq_length`` as sentence-transformers loads it, read from the saved files (no model
+    load): ``sentence_bert_config.json``, else (sentence-transformers 5 saves it there) the tokenizer's
+    ``model_max_length``. None when the model is not a local folder (a hub id: checked when it loads)."""
     from rag_platform.embedding import EmbeddingError, resolve_model_path
 
     try:
         folder = Path(resolve_model_path(model))
     except EmbeddingError:
         return None
-    try:
-        value = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return int(value) if isinstance(value, int) and value > 0 else None
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers without a limit save 1e30
+            return value
+    return None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
