@@ -91,7 +91,9 @@ def test_undecodable_names_are_quarantined_with_a_lossless_uri(tmp_path: Path) -
     assert result.quarantined is not None and result.quarantined.code == "bad_filename"
 
 
-def test_a_parser_failure_of_any_kind_quarantines_only_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_parser_failure_of_any_kind_quarantines_only_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import rag_platform.sources as sources
 
     def explode(data: bytes, path: str) -> tuple[str, str, str]:
