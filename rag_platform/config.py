@@ -215,7 +215,7 @@ def _default_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
-_ALIAS = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+_ALIAS = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")  # a name both LanceDB and Elasticsearch accept
 
 
 def _validate(settings: Settings) -> None:
@@ -241,7 +241,7 @@ def _validate(settings: Settings) -> None:
         (0 <= c.overlap < c.max_tokens, "chunker.overlap must be in [0, chunker.max_tokens)"),
         (settings.source.max_bytes >= 1, "source.max_bytes must be at least 1"),
         (i.backend in {"lancedb", "elasticsearch"}, "index.backend must be lancedb or elasticsearch"),
-        (bool(_ALIAS.fullmatch(i.alias)), "index.alias must be 1-100 of a-z, 0-9, _ and -, starting alphanumeric"),
+        (bool(_ALIAS.fullmatch(i.alias)), "index.alias must be 1-100 of a-z, 0-9, _, . and -, starting alphanumeric"),
         (i.keep_versions >= 1, "index.keep_versions must be at least 1"),
         (i.ann_min_rows >= 0, "index.ann_min_rows must be 0 or more"),
         (i.rrf_k >= 1, "index.rrf_k must be at least 1"),

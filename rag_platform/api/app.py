@@ -57,8 +57,9 @@ class ErrorBody(BaseModel):
 
 
 class SearchBody(BaseModel):
-    """The search request; ``k``'s upper bound is ``api.max_k`` (``search_body`` binds it per app), so the
-    OpenAPI schema and the check in ``SearchRequest`` state one limit. Strict: ``"k": true`` is not 1."""
+    """The search request; the upper bounds of ``k`` and the query's length are settings (``search_body``
+    binds them per app), so the OpenAPI schema and the check in ``SearchRequest`` state one limit each.
+    Strict: ``"k": true`` is not 1."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -69,10 +70,14 @@ class SearchBody(BaseModel):
     filters: dict[str, str | list[str]] | None = None
 
 
-def search_body(max_k: int) -> type[SearchBody]:
-    """``SearchBody`` with ``k`` bounded by ``max_k`` (the setting ``api.max_k``)."""
+def search_body(max_k: int, max_query_chars: int) -> type[SearchBody]:
+    """``SearchBody`` with ``k`` and the query's length bounded by the settings ``api.max_k`` and
+    ``api.max_query_chars``, the limits ``SearchRequest`` enforces."""
     bounded: type[SearchBody] = create_model(
-        "SearchBody", __base__=SearchBody, k=(int, Field(default=10, ge=1, le=max_k, strict=True))
+        "SearchBody",
+        __base__=SearchBody,
+        query=(str, Field(min_length=1, max_length=max_query_chars)),
+        k=(int, Field(default=10, ge=1, le=max_k, strict=True)),
     )
     return bounded
 
@@ -218,7 +223,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             return backend_error(exc)
 
     # FastAPI reads the body's class from the annotation: the one bound to this app's api.max_k.
-    search.__annotations__["body"] = search_body(settings.api.max_k)
+    search.__annotations__["body"] = search_body(settings.api.max_k, settings.api.max_query_chars)
     app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES, summary="Search the served index")(
         search
     )

@@ -38,8 +38,8 @@ def raw_documents(
 def no_documents_quarantined(platform: PlatformResource) -> dg.AssetCheckResult:
     rows = refresh.quarantine_report(platform.settings())
     table = "\n".join(
-        ["| source | reason | since |", "|---|---|---|"]
-        + [f"| {r['source']} | {r['reason']} | {r['since']} |" for r in rows]
+        ["| source | code | reason | since |", "|---|---|---|---|"]
+        + [f"| {r['source']} | {r['code']} | {r['reason']} | {r['since']} |" for r in rows]
     )
     return dg.AssetCheckResult(
         passed=not rows,

@@ -61,6 +61,8 @@ def test_k_has_one_bound_in_code_and_openapi(
     with serving() as (client, _):
         schema = client.get("/openapi.json").json()["components"]["schemas"]["SearchBody"]["properties"]["k"]
         assert schema["maximum"] == settings.api.max_k and schema["minimum"] == 1
+        query = client.get("/openapi.json").json()["components"]["schemas"]["SearchBody"]["properties"]["query"]
+        assert query["maxLength"] == settings.api.max_query_chars
         over = client.post("/search", json={"query": "x", "k": settings.api.max_k + 1})
         assert over.status_code == 422 and over.json()["error"]["code"] == "validation_error"
         at_limit = client.post("/search", json={"query": "x", "k": settings.api.max_k})
