@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from common import write
 
 from rag_platform import warehouse
 from rag_platform.config import load_settings
-from rag_platform.dbt import ensure_manifest
+from rag_platform.dbt import dbt_vars, ensure_manifest
 from rag_platform.defs.transform import dbt_resource
 from rag_platform.ingest import ingest_sources, register_source
 from rag_platform.synthetic import apply_changes, generate_corpus
@@ -39,11 +38,12 @@ def ingest(home: Path, corpus: Path, run_id: str) -> float:
 def dbt_build(home: Path) -> dict[str, Any]:
     """One `dbt build` as the dbt_models asset runs it; seconds per model and for all tests from run_results."""
     settings = load_settings(home)
-    os.environ["RAG_PLATFORM_WAREHOUSE"] = str(settings.warehouse_path)
     target = settings.home / "dbt" / "target"
     manifest = ensure_manifest(settings.home)
     started = time.perf_counter()
-    dbt_resource().cli(["build"], manifest=manifest, target_path=target).wait()
+    dbt_resource().cli(
+        ["build", "--vars", dbt_vars(settings.warehouse_path)], manifest=manifest, target_path=target
+    ).wait()
     seconds = round(time.perf_counter() - started, 3)
     results = json.loads((target / "run_results.json").read_text())["results"]
     kind = {r["unique_id"]: r["unique_id"].split(".")[0] for r in results}

@@ -23,8 +23,8 @@ from common import write
 
 from rag_platform.backends.lancedb import LanceDBBackend
 from rag_platform.config import load_settings
+from rag_platform.embedding import cached_embedder
 from rag_platform.records import IndexedChunk
-from rag_platform.refresh import cached_embedder
 from rag_platform.retrieval import MODES, Searcher, SearchRequest
 from rag_platform.synthetic import document_text
 

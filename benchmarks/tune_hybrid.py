@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_platform.config import load_settings
-from rag_platform.eval_runner import eval_home
+from rag_platform.defs.evaluation import eval_home
 from rag_platform.evaluation import BeirDataset, documents_from_chunks, load_beir, score_run
 from rag_platform.fusion import reciprocal_rank_fusion
 from rag_platform.records import Hit

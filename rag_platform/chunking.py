@@ -15,9 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 from rag_platform.records import Chunk, ParsedDocument, chunk_id, document_id, stable_hash
+
+if TYPE_CHECKING:
+    from rag_platform.config import Settings
 
 CHUNKER_VERSION = "markdown-sections-v1"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
@@ -38,6 +42,11 @@ class ChunkerConfig:
         return stable_hash(
             {"v": CHUNKER_VERSION, "max": self.max_tokens, "overlap": self.overlap, "tok": self.tokenizer}, 16
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChunkerConfig:
+        """Chunks are bounded in the embedding model's own tokens."""
+        return cls(settings.chunker.max_tokens, settings.chunker.overlap, settings.embedding.model)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -271,3 +280,9 @@ class Chunker:
                 )
             )
         return chunks
+
+
+@lru_cache(maxsize=4)
+def cached_chunker(config: ChunkerConfig) -> Chunker:
+    """One chunker (and tokenizer) per process and configuration."""
+    return Chunker(config)

@@ -17,6 +17,8 @@ from typing import Any
 
 from rag_platform.config import ConfigError, Settings, load_settings
 from rag_platform.environment import prepare_environment
+from rag_platform.search_request import MODES, RERANKERS
+from rag_platform.settings_checks import check_settings
 
 
 class UsageError(Exception):
@@ -60,14 +62,13 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def run_refresh_job(settings: Settings, full: bool, debug: bool = False) -> dict[str, Any]:
     """Run the refresh job in-process against the platform's Dagster instance, then summarise it."""
-    prepare_environment(settings)
     from rag_platform.defs.runner import execute_refresh
-    from rag_platform.refresh import run_summary
+    from rag_platform.pipeline.run_record import run_summary
 
     started = time.perf_counter()
     # Without --debug, Dagster's console log stays quiet: the run's event log is stored, and failures are
     # reported below as one line.
-    outcome = execute_refresh(full, log_level="DEBUG" if debug else "CRITICAL")
+    outcome = execute_refresh(settings, full, log_level="DEBUG" if debug else "CRITICAL")
     summary = {
         **run_summary(settings, outcome.run_id),
         "seconds": round(time.perf_counter() - started, 3),
@@ -89,7 +90,7 @@ def _searcher(settings: Settings) -> Any:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from rag_platform.retrieval import SearchInputError, SearchRequest
+    from rag_platform.search_request import SearchInputError, SearchRequest
 
     filters: dict[str, list[str]] | None = None
     if args.filter:
@@ -164,7 +165,7 @@ def cmd_index_rollback(args: argparse.Namespace, settings: Settings) -> dict[str
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from rag_platform.eval_runner import run_evaluation
+    from rag_platform.defs.evaluation import run_evaluation
     from rag_platform.evaluation import DatasetError
 
     dataset = args.dataset or settings.eval.dataset
@@ -195,7 +196,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _dagster_processes(settings: Settings, host: str, port: int) -> list[Any]:
     import subprocess
 
-    prepare_environment(settings)
+    from rag_platform.defs.runner import prepare_home
+
+    prepare_home(settings)
     bindir = Path(sys.executable).parent
     module = ["-m", "rag_platform.definitions"]
     webserver = [str(bindir / "dagster-webserver"), *module, "-h", host, "-p", str(port)]
@@ -287,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("search", cmd_search, "query the served index")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
-    p.add_argument("--rerank", choices=["none", "cohere", "cross-encoder"], default=None)
+    p.add_argument("--mode", choices=MODES, default="hybrid")
+    p.add_argument("--rerank", choices=RERANKERS, default=None)
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact-match filter (repeatable)")
     add("status", cmd_status, "what is indexed and how fresh")
     p = add("audit", cmd_audit, "lineage of a chunk id or document id")
@@ -363,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore")
     try:
         settings = load_settings()
+        check_settings(settings)
         prepare_environment(settings)
         result = args.handler(args, settings)
         if args.command_name not in {"serve", "ui", "demo"}:

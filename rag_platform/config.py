@@ -61,6 +61,9 @@ class IndexSettings:
     num_candidates: int = 200
     index_options: str = "int8_hnsw"
     write_batch: int = 500
+    # Elasticsearch: primary shards of each version, and replicas set on a built version before it is served.
+    shards: int = 1
+    replicas: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +222,9 @@ _ALIAS = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")  # a name both LanceDB and Ela
 
 
 def _validate(settings: Settings) -> None:
-    """Every key's range: one line naming the key and what it must be, before anything runs with it."""
-    from rag_platform.backends.elasticsearch import INDEX_OPTIONS
-    from rag_platform.embedding import BACKENDS
-
+    """Every key's range: one line naming the key and what it must be, before anything runs with it. Checks
+    against the domain's own definitions (runtimes, index types, providers, the model's window) are
+    ``settings_checks.check_settings``: this base module imports no domain module."""
     e, c, i, r, g, a = (
         settings.embedding,
         settings.chunker,
@@ -233,7 +235,6 @@ def _validate(settings: Settings) -> None:
     )
     checks = [
         (bool(e.model.strip()), "embedding.model must not be empty"),
-        (e.backend in BACKENDS, f"embedding.backend must be one of {', '.join(BACKENDS)}"),
         (e.batch_size >= 1, "embedding.batch_size must be at least 1"),
         (e.threads >= 0, "embedding.threads must be 0 (automatic) or more"),
         (e.commit_every >= 1, "embedding.commit_every must be at least 1"),
@@ -247,10 +248,10 @@ def _validate(settings: Settings) -> None:
         (i.rrf_k >= 1, "index.rrf_k must be at least 1"),
         (0.0 <= i.keyword_weight <= 1.0, "index.keyword_weight must be in [0, 1]"),
         (i.candidates >= 1, "index.candidates must be at least 1"),
-        (i.num_candidates >= 1, "index.num_candidates must be at least 1"),
-        (i.index_options in INDEX_OPTIONS, f"index.index_options must be one of {', '.join(INDEX_OPTIONS)}"),
+        (1 <= i.num_candidates <= 10_000, "index.num_candidates must be in [1, 10000]"),
+        (i.shards >= 1, "index.shards must be at least 1"),
+        (i.replicas >= 0, "index.replicas must be at least 0"),
         (i.write_batch >= 1, "index.write_batch must be at least 1"),
-        (r.provider in RERANK_PROVIDERS, f"rerank.provider must be one of {', '.join(RERANK_PROVIDERS)}"),
         (r.timeout_s > 0, "rerank.timeout_s must be positive"),
         (r.candidates >= 1, "rerank.candidates must be at least 1"),
         (settings.queries.k >= 1, "queries.k must be at least 1"),
@@ -264,37 +265,6 @@ def _validate(settings: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
-    window = model_window(e.model)
-    if window is not None and c.max_tokens > window - SPECIAL_TOKENS:
-        raise ConfigError(
-            f"config: chunker.max_tokens ({c.max_tokens}) must be at most {window - SPECIAL_TOKENS}: the model "
-            f"{e.model!r} reads {window} tokens, {SPECIAL_TOKENS} of them its own markers; longer chunks would be cut"
-        )
-
-
-RERANK_PROVIDERS = ("none", "cohere", "cross-encoder")
-# The chunker counts tokens without the model's special tokens; a BERT-style model adds [CLS] and [SEP].
-SPECIAL_TOKENS = 2
-
-
-def model_window(model: str) -> int | None:
-    """The model's ``max_seq_length`` as sentence-transformers loads it, read from the saved files (no model
-    load): ``sentence_bert_config.json``, else (sentence-transformers 5 saves it there) the tokenizer's
-    ``model_max_length``. None when the model is not a local folder (a hub id: checked when it loads)."""
-    from rag_platform.embedding import EmbeddingError, resolve_model_path
-
-    try:
-        folder = Path(resolve_model_path(model))
-    except EmbeddingError:
-        return None
-    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
-        try:
-            value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers without a limit save 1e30
-            return value
-    return None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

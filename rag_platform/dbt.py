@@ -6,6 +6,7 @@ import time, and never inside the installed package, which may be read-only.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,22 +35,43 @@ def project_hash(project_dir: Path) -> str:
     return stable_hash([[str(p.relative_to(project_dir)), p.read_text(encoding="utf-8")] for p in files], 16)
 
 
+def dbt_vars(warehouse_path: Path) -> str:
+    """The ``--vars`` of every dbt invocation: the warehouse file (``profiles.yml`` reads it)."""
+    return json.dumps({"warehouse": str(warehouse_path)})
+
+
+def manifest_path(home: str | Path) -> Path:
+    """Where the manifest of the current project files lives; a prebuilt one (``RAG_PLATFORM_DBT_TARGET``, the
+    Docker image parses at build time) wins over the home's own."""
+    project_dir = dbt_project_dir()
+    base = Path(os.environ.get("RAG_PLATFORM_DBT_TARGET") or Path(home) / "dbt")
+    return base / f"manifest-{project_hash(project_dir)}" / "manifest.json"
+
+
+def find_manifest(home: str | Path) -> Path:
+    """The manifest, which must already exist: loading the definitions never runs dbt."""
+    manifest = manifest_path(home)
+    if not manifest.is_file():
+        raise DbtError(
+            f"no dbt manifest for this version of the project under {Path(home) / 'dbt'}; "
+            "any rag-platform command prepares it, or run: python -m rag_platform.dbt"
+        )
+    return manifest
+
+
 def ensure_manifest(home: str | Path) -> Path:
     """Path to ``manifest.json`` for the current project files, running ``dbt parse`` when missing."""
     project_dir = dbt_project_dir()
-    # A prebuilt manifest (the Docker image parses at build time) wins over the home's own.
-    base = Path(os.environ.get("RAG_PLATFORM_DBT_TARGET") or Path(home) / "dbt")
-    target = base / f"manifest-{project_hash(project_dir)}"
-    manifest = target / "manifest.json"
+    manifest = manifest_path(home)
     if manifest.is_file():
         return manifest
+    target = manifest.parent
     target.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "DBT_TARGET_PATH": str(target),
         "DBT_LOG_PATH": str(target),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "RAG_PLATFORM_WAREHOUSE": str(Path(home) / "warehouse.duckdb"),
     }
     command = [
         sys.executable,
@@ -61,6 +83,8 @@ def ensure_manifest(home: str | Path) -> Path:
         "--profiles-dir",
         str(project_dir),
         "--quiet",
+        "--vars",
+        dbt_vars(Path(home) / "warehouse.duckdb"),
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not manifest.is_file():

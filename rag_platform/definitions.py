@@ -1,61 +1,9 @@
-"""The single Dagster ``Definitions`` of rag-platform, loaded by ``workspace.yaml``, the CLI and the UI."""
+"""The single Dagster ``Definitions`` of rag-platform, loaded by ``workspace.yaml``, the CLI and the UI.
 
-from datetime import timedelta
+Importing it writes nothing and runs nothing: see ``rag_platform.defs.project``."""
 
-import dagster as dg
+from rag_platform.defs.project import build_definitions
 
-from rag_platform.config import Settings, load_settings
-from rag_platform.defs.index import (
-    chunk_embeddings,
-    chunks_pass_quality_suite,
-    document_chunks,
-    documents_pass_quality_suite,
-    embeddings_pass_quality_suite,
-    search_index,
-)
-from rag_platform.defs.ingest import no_documents_quarantined, raw_documents
-from rag_platform.defs.query import reranked_query_results, retrieval_evaluation
-from rag_platform.defs.resources import PlatformResource, RefreshLockResource
-from rag_platform.defs.sensors import build_corpus_sensor, rebuild_job, refresh_job
-from rag_platform.defs.transform import build_dbt_assets, dbt_resource, manifest_for
-from rag_platform.environment import prepare_environment
-
-
-def index_freshness(settings: Settings) -> dg.FreshnessPolicy:
-    """The UI flags the served index as stale (warns at half the window) when no refresh materialized it."""
-    window = timedelta(seconds=settings.sensor.max_staleness_s)
-    return dg.FreshnessPolicy.time_window(fail_window=window, warn_window=window / 2)
-
-
-def build_definitions() -> dg.Definitions:
-    settings = load_settings()
-    prepare_environment(settings)
-    return dg.Definitions(
-        assets=[
-            raw_documents,
-            build_dbt_assets(manifest_for(str(settings.home))),
-            document_chunks,
-            chunk_embeddings,
-            *dg.map_asset_specs(
-                lambda spec: spec.replace_attributes(freshness_policy=index_freshness(settings)), [search_index]
-            ),
-            reranked_query_results,
-            retrieval_evaluation,
-        ],
-        asset_checks=[
-            documents_pass_quality_suite,
-            chunks_pass_quality_suite,
-            embeddings_pass_quality_suite,
-            no_documents_quarantined,
-        ],
-        jobs=[refresh_job, rebuild_job],
-        sensors=[build_corpus_sensor(settings.sensor.interval_s)],
-        resources={
-            "platform": PlatformResource(),
-            "refresh_lock": RefreshLockResource(),
-            "dbt": dbt_resource(),
-        },
-    )
-
+__all__ = ["build_definitions", "defs"]
 
 defs = build_definitions()

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from rag_platform.chunking import Chunker
+from rag_platform.chunking import Chunker, ChunkerConfig
 from rag_platform.config import Settings
-from rag_platform.embedding import BACKENDS, make_embedder, resolve_model_path
+from rag_platform.embedding import RUNTIMES, make_embedder, resolve_model_path
 from rag_platform.parsing import parse_document
 from rag_platform.records import ParsedDocument
-from rag_platform.refresh import chunker_config
 from rag_platform.synthetic import generate_corpus
 
 MIN_COSINE = 0.99
@@ -31,7 +30,7 @@ def sample_texts(settings: Settings, n: int) -> list[str]:
     """N chunk texts as the configured chunker cuts them: the sample corpus first, then synthetic documents."""
     import rag_platform
 
-    chunker = Chunker(chunker_config(settings))
+    chunker = Chunker(ChunkerConfig.from_settings(settings))
     texts: list[str] = []
     folders = [Path(rag_platform.__file__).parent / "sample_corpus"]
     with tempfile.TemporaryDirectory(prefix="rag-embed-bench-") as tmp:
@@ -56,12 +55,12 @@ def select_default(backends: Mapping[str, Mapping[str, float]], min_cosine: floa
     return max(sorted(eligible), key=lambda name: eligible[name]["chunks_per_s"])
 
 
-def available_backends() -> list[str]:
+def available_runtimes() -> list[str]:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return ["torch"]
-    return list(BACKENDS)
+    return list(RUNTIMES)
 
 
 def benchmark_backends(settings: Settings, n: int, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -76,7 +75,7 @@ def benchmark_backends(settings: Settings, n: int, log: Callable[[str], None] = 
     results: dict[str, dict[str, float]] = {
         "torch": {"chunks_per_s": round(len(texts) / (time.perf_counter() - started), 2)}
     }
-    for name in available_backends():
+    for name in available_runtimes():
         embedder = make_embedder(dataclasses.replace(settings.embedding, backend=name), settings.cache_dir)
         embedder.embed(texts[:8])  # load (and export, for ONNX) outside the timed pass
         started = time.perf_counter()

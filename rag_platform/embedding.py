@@ -6,6 +6,7 @@ any other name is passed to sentence-transformers as a local path or hub id.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 
 BUNDLED_MODEL_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
 # torch: the reference. onnx: fp32 graph exported locally. onnx-int8: that graph with dynamic int8 quantization.
-BACKENDS = ("torch", "onnx", "onnx-int8")
+# Embedding runtimes (configured as ``embedding.backend``): not to be confused with the index stores of
+# ``rag_platform.backends``.
+RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 class EmbeddingError(RuntimeError):
@@ -177,15 +180,15 @@ class SentenceTransformerEmbedder:
     def __init__(
         self,
         model: str,
-        backend: str = "torch",
+        runtime: str = "torch",
         batch_size: int = 32,
         threads: int = 0,
         cache_dir: Path | None = None,
     ):
-        if backend not in BACKENDS:
-            raise EmbeddingError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if runtime not in RUNTIMES:
+            raise EmbeddingError(f"unknown embedding backend {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         self.model_name = model
-        self.backend = backend
+        self.runtime = runtime
         self.batch_size = batch_size
         self.threads = threads
         self.cache_dir = cache_dir
@@ -198,12 +201,12 @@ class SentenceTransformerEmbedder:
 
     @property
     def model_id(self) -> str:
-        return f"{self.model_name}@{self.backend}"
+        return f"{self.model_name}@{self.runtime}"
 
     @property
     def workers(self) -> int:
         """Parallel single-text workers of the ONNX backends (``embedding.threads``, default: every core)."""
-        return 1 if self.backend == "torch" else max(1, self.threads or os.cpu_count() or 1)
+        return 1 if self.runtime == "torch" else max(1, self.threads or os.cpu_count() or 1)
 
     def _load(self) -> list[Any]:
         with self._lock:
@@ -221,7 +224,7 @@ class SentenceTransformerEmbedder:
             return self._models
 
     def _load_models(self, factory: Any) -> list[Any]:
-        if self.backend == "torch":
+        if self.runtime == "torch":
             if self.threads:
                 import torch
 
@@ -231,11 +234,11 @@ class SentenceTransformerEmbedder:
             import onnxruntime
         except ImportError:
             raise EmbeddingError(
-                f"embedding backend {self.backend!r} needs onnxruntime: pip install 'rag-platform[onnx]'"
+                f"embedding backend {self.runtime!r} needs onnxruntime: pip install 'rag-platform[onnx]'"
             ) from None
         if self.cache_dir is None:
-            raise EmbeddingError(f"embedding backend {self.backend!r} needs a cache folder for its ONNX export")
-        folder, file_name = export_onnx(self.model_name, self.cache_dir, quantized=self.backend == "onnx-int8")
+            raise EmbeddingError(f"embedding backend {self.runtime!r} needs a cache folder for its ONNX export")
+        folder, file_name = export_onnx(self.model_name, self.cache_dir, quantized=self.runtime == "onnx-int8")
         models = []
         for _ in range(self.workers):  # one model each: tokenizers and sessions are not shared across threads
             session = onnxruntime.SessionOptions()
@@ -258,7 +261,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         models = self._load()
         options = {"normalize_embeddings": True, "convert_to_numpy": True, "show_progress_bar": False}
-        if self.backend == "torch":
+        if self.runtime == "torch":
             return normalize(models[0].encode(list(texts), batch_size=self.batch_size, **options))
         # Longest first, dealt round-robin, so the workers finish together.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -284,3 +287,10 @@ def make_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) ->
     return SentenceTransformerEmbedder.from_settings(
         settings, Path(settings.export_dir) if settings.export_dir else cache_dir
     )
+
+
+@functools.lru_cache(maxsize=4)
+def cached_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
+    """One embedder per process and configuration: the model loads once, on first use, and every caller
+    (run steps, searches, standing queries) shares it."""
+    return make_embedder(settings, cache_dir)

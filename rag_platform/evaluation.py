@@ -14,8 +14,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote
+
+from rag_platform.gates import Gate
 
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
@@ -171,15 +172,17 @@ def write_trec_run(path: Path, run: Run, tag: str, depth: int = 100) -> None:
                 handle.write(f"{qid} Q0 {doc} {rank} {run[qid][doc]:.6f} {tag}\n")
 
 
-def regression_gate(candidate: float, baseline: float | None, tolerance: float) -> dict[str, Any]:
+def regression_gate(candidate: float, baseline: float | None, tolerance: float) -> Gate:
     """Pass unless ``candidate`` nDCG@10 falls more than ``tolerance`` below the ``baseline`` version's."""
+    name = "retrieval_quality_within_tolerance"
     if baseline is None:
-        return {"passed": True, "message": f"nDCG@10 {candidate:.4f}; no earlier evaluation to compare with"}
+        return Gate(name, True, f"nDCG@10 {candidate:.4f}; no earlier evaluation to compare with")
     drop = baseline - candidate
     if drop > tolerance:
-        return {
-            "passed": False,
-            "message": f"nDCG@10 {candidate:.4f} is {drop:.4f} below the previous version's {baseline:.4f} "
+        return Gate(
+            name,
+            False,
+            f"nDCG@10 {candidate:.4f} is {drop:.4f} below the previous version's {baseline:.4f} "
             f"(tolerance {tolerance})",
-        }
-    return {"passed": True, "message": f"nDCG@10 {candidate:.4f} (previous {baseline:.4f}, tolerance {tolerance})"}
+        )
+    return Gate(name, True, f"nDCG@10 {candidate:.4f} (previous {baseline:.4f}, tolerance {tolerance})")

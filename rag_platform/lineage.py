@@ -238,7 +238,21 @@ def status(settings: Settings, backend: IndexBackend) -> dict[str, Any]:
                 "sources": [],
             }
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        documents = scalar(con, "SELECT count(*) FROM current_documents") if "current_documents" in tables else 0  # type: ignore[index]
+        # Documents of the served index as last published: a refresh that a gate blocked leaves no trace here.
+        # Homes published before that record existed count the served version's ledger.
+        documents = (
+            scalar(
+                con,
+                """SELECT CASE WHEN EXISTS (SELECT 1 FROM published_chunks WHERE alias = $alias)
+                   THEN (SELECT count(DISTINCT document_id) FROM published_chunks WHERE alias = $alias)
+                   ELSE (SELECT count(DISTINCT s.document_id) FROM index_state s
+                         JOIN index_versions v ON v.name = s.index_name
+                         WHERE v.alias = $alias AND v.status = 'served') END""",
+                {"alias": settings.index.alias},
+            )
+            if "published_chunks" in tables
+            else 0
+        )
         quarantine = quarantine_rows(con)
         last = rows_as_dicts(
             con,

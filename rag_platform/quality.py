@@ -1,40 +1,26 @@
 """Great Expectations suites for chunks and embeddings, run on an ephemeral context.
 
-Each suite returns a ``SuiteOutcome`` naming every failed expectation with a sample of offending values, so
+Each suite returns a ``Gate`` naming every failed expectation with a sample of offending values, so
 a blocked refresh says exactly why.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag_platform.gates import Gate
 from rag_platform.records import QuarantineCode
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-@dataclass(frozen=True, slots=True)
-class SuiteOutcome:
-    suite: str
-    passed: bool
-    evaluated_rows: int
-    failures: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def message(self) -> str:
-        if self.passed:
-            return f"{self.suite}: {self.evaluated_rows} rows passed"
-        return f"{self.suite}: " + "; ".join(self.failures)
-
-
-def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> SuiteOutcome:
+def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> Gate:
     if frame.empty:
-        return SuiteOutcome(name, True, 0)
+        return Gate.from_failures(name, 0, ())
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -60,7 +46,9 @@ def _run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> Suite
         sample = item.result.get("partial_unexpected_list") or item.result.get("observed_value")
         count = item.result.get("unexpected_count")
         failures.append(f"{config.type} on {column}: {count} unexpected, e.g. {str(sample)[:120]}")
-    return SuiteOutcome(name, bool(result.success), len(frame), tuple(failures))
+    if not result.success and not failures:
+        failures.append("the suite failed")
+    return Gate.from_failures(name, len(frame), failures)
 
 
 def letter_share(text: str) -> float:
@@ -82,7 +70,7 @@ def document_problem(text: str) -> tuple[str, str] | None:
     return None
 
 
-def validate_documents(frame: pd.DataFrame) -> SuiteOutcome:
+def validate_documents(frame: pd.DataFrame) -> Gate:
     """Current documents, corpus-level rules only (they block): URIs present and unique, texts non-empty.
     Rules about one document's content are applied at ingest by ``document_problem`` and quarantine it."""
     import great_expectations as gx
@@ -98,7 +86,7 @@ def validate_documents(frame: pd.DataFrame) -> SuiteOutcome:
     )
 
 
-def validate_chunks(frame: pd.DataFrame, max_tokens: int) -> SuiteOutcome:
+def validate_chunks(frame: pd.DataFrame, max_tokens: int) -> Gate:
     """Chunks: ids unique and non-null, text non-empty, token counts within (0, max_tokens]."""
     import great_expectations as gx
 
@@ -129,7 +117,7 @@ def embedding_profile(hashes: list[str], vectors: list[Any]) -> pd.DataFrame:
     return pd.DataFrame({"text_hash": hashes, "dim": dims, "finite": finite, "norm": norms})
 
 
-def validate_embeddings(frame: pd.DataFrame, dim: int, tolerance: float = 1e-3) -> SuiteOutcome:
+def validate_embeddings(frame: pd.DataFrame, dim: int, tolerance: float = 1e-3) -> Gate:
     """Embeddings: the model's dimension, finite values, unit norm."""
     import great_expectations as gx
 

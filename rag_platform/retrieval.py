@@ -8,67 +8,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag_platform.backends import FILTER_FIELDS, IndexBackend, IndexMissing, make_backend
+from rag_platform.backends import IndexBackend, IndexMissing, make_backend
+from rag_platform.embedding import Embedder, cached_embedder
 from rag_platform.records import Hit
+from rag_platform.reranking import rerank_hits
+from rag_platform.search_request import MODES, RERANKERS, SearchInputError, SearchRequest
 
 if TYPE_CHECKING:
     from rag_platform.config import Settings
-    from rag_platform.embedding import Embedder
 
-MODES = ("hybrid", "dense", "keyword")
-RERANKERS = ("none", "cohere", "cross-encoder")
-
-
-class SearchInputError(ValueError):
-    """A client mistake in a search request; ``code`` is the API error code."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+__all__ = ["MODES", "RERANKERS", "NoServedIndex", "SearchInputError", "SearchRequest", "Searcher"]
 
 
 class NoServedIndex(IndexMissing):
     """No index version is served yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class SearchRequest:
-    query: str
-    k: int = 10
-    mode: str = "hybrid"
-    rerank: str | None = None
-    filters: Mapping[str, str | Sequence[str]] | None = field(default=None)
-
-    def validated(self, settings: Settings) -> SearchRequest:
-        """The request with defaults applied; raises SearchInputError naming the first problem."""
-        if not isinstance(self.query, str) or not self.query.strip():
-            raise SearchInputError("validation_error", "query must be a non-empty string")
-        if len(self.query) > settings.api.max_query_chars:
-            raise SearchInputError(
-                "validation_error", f"query is longer than {settings.api.max_query_chars} characters"
-            )
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= settings.api.max_k:
-            raise SearchInputError("validation_error", f"k must be an integer between 1 and {settings.api.max_k}")
-        if self.mode not in MODES:
-            raise SearchInputError("validation_error", f"mode must be one of {', '.join(MODES)}")
-        rerank = self.rerank or settings.rerank.provider
-        if rerank not in RERANKERS:
-            raise SearchInputError("validation_error", f"rerank must be one of {', '.join(RERANKERS)}")
-        filters: dict[str, list[str]] = {}
-        for name, value in (self.filters or {}).items():
-            if name not in FILTER_FIELDS:
-                raise SearchInputError(
-                    "validation_error", f"unknown filter field {name!r}; allowed: {', '.join(sorted(FILTER_FIELDS))}"
-                )
-            values = [value] if isinstance(value, str) else value
-            if not isinstance(values, list | tuple) or not values or not all(isinstance(v, str) for v in values):
-                raise SearchInputError("validation_error", f"filter {name!r} must be a string or a list of strings")
-            filters[name] = list(values)
-        return SearchRequest(self.query.strip(), self.k, self.mode, rerank, filters or None)
 
 
 class Searcher:
@@ -93,8 +48,6 @@ class Searcher:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                from rag_platform.refresh import cached_embedder
-
                 self._embedder = cached_embedder(self.settings.embedding, self.settings.cache_dir)
             return self._embedder
 
@@ -134,8 +87,6 @@ class Searcher:
 
     def search(self, request: SearchRequest) -> dict[str, Any]:
         """The contract's search answer for one request."""
-        from rag_platform.reranking import rerank_hits
-
         started = time.perf_counter()
         request = request.validated(self.settings)
         version = self.served_version()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rag_platform.search_request import SearchRequest
+
 if TYPE_CHECKING:
-    from rag_platform.config import Settings
+    from rag_platform.retrieval import Searcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +34,9 @@ class StandingReport:
         return "\n".join(lines)
 
 
-def run_standing_queries(settings: Settings) -> StandingReport:
+def run_standing_queries(searcher: Searcher) -> StandingReport:
     """Run every ``queries.standing`` entry in hybrid mode with the configured reranker."""
-    from rag_platform.retrieval import Searcher, SearchRequest
-
-    searcher = Searcher.from_settings(settings)
+    settings = searcher.settings
     answers = [
         searcher.search(SearchRequest(query=q, k=settings.queries.k, mode="hybrid")) for q in settings.queries.standing
     ]

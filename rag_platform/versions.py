@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag_platform import warehouse
 from rag_platform.backends import make_backend
+from rag_platform.index_plan import mark_served
 from rag_platform.ingest import now
 from rag_platform.locking import refresh_lock
 from rag_platform.warehouse import first_row, rows_as_dicts
@@ -65,8 +66,7 @@ def rollback(settings: Settings, version: str) -> dict[str, Any]:
             raise VersionError(f"index version {version!r} was never completed and cannot be served")
         previous = backend.resolve_alias(alias)
         backend.swap_alias(alias, version)
-        con.execute("UPDATE index_versions SET status = 'ready' WHERE alias = ? AND status = 'served'", [alias])
-        con.execute("UPDATE index_versions SET status = 'served' WHERE name = ?", [version])
+        mark_served(con, alias, version)
         con.execute("INSERT INTO alias_events VALUES (?, ?, ?, NULL, ?, 'rollback')", [alias, version, previous, now()])
     warehouse.export_snapshot(settings)
     return {"alias": alias, "served": version, "previous": previous, "count": backend.count(version)}

@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS index_state (
     run_id VARCHAR,
     PRIMARY KEY (index_name, chunk_id)
 );
+CREATE TABLE IF NOT EXISTS published_chunks (
+    alias VARCHAR, index_name VARCHAR, chunk_id VARCHAR, document_id VARCHAR, PRIMARY KEY (alias, chunk_id)
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, pid INTEGER, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR,
     full_rebuild BOOLEAN, stats VARCHAR
@@ -89,6 +92,7 @@ SNAPSHOT_QUERIES = {
     "embedding_runs": "SELECT model_id, text_hash, run_id, created_at FROM w.embedding_cache",
     "index_versions": "SELECT * FROM w.index_versions",
     "index_state": "SELECT * FROM w.index_state",
+    "published_chunks": "SELECT * FROM w.published_chunks",
     "runs": "SELECT * FROM w.runs",
     "alias_events": "SELECT * FROM w.alias_events",
 }
@@ -183,9 +187,9 @@ def export_snapshot(settings: Settings, extra: dict[str, str] | None = None) -> 
     os.replace(tmp, settings.snapshot_path)
 
 
-def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> Any:
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
     """The first column of the first row (None when no row); the result is fully consumed."""
-    rows = con.execute(query, params or []).fetchall()
+    rows = con.execute(query, params if params is not None else []).fetchall()
     return rows[0][0] if rows else None
 
 
@@ -246,3 +250,9 @@ def execute_many(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequen
     """``executemany`` that accepts an empty batch (DuckDB rejects one)."""
     if rows:
         con.executemany(sql, rows)
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``items`` in consecutive slices of at most ``size`` (one transaction or backend request each)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

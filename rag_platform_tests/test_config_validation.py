@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from shared_env import inherited_environment
 
-from rag_platform.config import ConfigError, load_settings, model_window
+from rag_platform.config import ConfigError, load_settings
+from rag_platform.settings_checks import check_settings, model_window
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,8 @@ from rag_platform.config import ConfigError, load_settings, model_window
         ("INDEX__KEYWORD_WEIGHT", "nan", "expected float"),
         ("INDEX__KEYWORD_WEIGHT", "2", "index.keyword_weight"),
         ("INDEX__CANDIDATES", "0", "index.candidates"),
+        ("INDEX__NUM_CANDIDATES", "20000", "index.num_candidates"),
+        ("INDEX__SHARDS", "0", "index.shards"),
         ("INDEX__ANN_MIN_ROWS", "-5", "index.ann_min_rows"),
         ("INDEX__INDEX_OPTIONS", "fast", "index.index_options must be one of"),
         ("INDEX__ALIAS", "Bad Alias!", "index.alias"),
@@ -42,7 +45,7 @@ def test_out_of_range_values_are_refused(
 ) -> None:
     monkeypatch.setenv(f"RAG_PLATFORM__{key}", value)
     with pytest.raises(ConfigError, match=message) as info:
-        load_settings()
+        check_settings(load_settings())  # ranges in config; names and the model's window in settings_checks
     assert "\n" not in str(info.value)
 
 
@@ -73,7 +76,7 @@ def test_the_window_is_read_from_the_models_saved_config(tiny_model_dir: Path, t
     assert model_window(str(tmp_path / "no-such-model")) is None  # checked when it loads instead
 
 
-@pytest.mark.parametrize("broken", ["binary", "folder", "wrong_type"])
+@pytest.mark.parametrize("broken", ["binary", "folder", "wrong_type", "beyond_the_models_window"])
 @pytest.mark.parametrize("command", [["status"], ["search", "glaciers"], ["config", "show"]])
 def test_a_broken_config_file_is_one_line_and_exit_2(tmp_path: Path, broken: str, command: list[str]) -> None:
     home = tmp_path / "home"
@@ -83,8 +86,10 @@ def test_a_broken_config_file_is_one_line_and_exit_2(tmp_path: Path, broken: str
         config.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00\x00")
     elif broken == "folder":
         config.mkdir()
-    else:
+    elif broken == "wrong_type":
         config.write_text("[chunker]\nmax_tokens = '200 tokens'\n")
+    else:
+        config.write_text("[chunker]\nmax_tokens = 100000\n")
     environment = {**inherited_environment(), "RAG_PLATFORM_HOME": str(home)}
     result = subprocess.run(
         [sys.executable, "-m", "rag_platform.cli", *command, "--json"],

@@ -13,9 +13,9 @@ import pytest
 from shared_env import inherited_environment
 
 from rag_platform.config import load_settings
-from rag_platform.embed_benchmark import available_backends, sample_texts, select_default
+from rag_platform.embed_benchmark import available_runtimes, sample_texts, select_default
 from rag_platform.embedding import (
-    BACKENDS,
+    RUNTIMES,
     EmbeddingError,
     SentenceTransformerEmbedder,
     onnx_export_dir,
@@ -45,10 +45,10 @@ def reference(texts: list[str]) -> np.ndarray:
 
 
 def test_onnx_backends_are_installed_with_the_project() -> None:
-    assert available_backends() == list(BACKENDS)
+    assert available_runtimes() == list(RUNTIMES)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", RUNTIMES)
 def test_backend_vectors_match_torch(backend: str, home: Path, texts: list[str], reference: np.ndarray) -> None:
     embedder = SentenceTransformerEmbedder(MODEL, backend, cache_dir=home / "cache")
     vectors = embedder.embed(texts)
@@ -103,15 +103,15 @@ def test_benchmark_embed_json_contract(home: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["chunks"] == 24 and report["default"] == load_settings(home).embedding.backend
-    assert set(report["backends"]) == set(BACKENDS)
+    assert set(report["backends"]) == set(RUNTIMES)
     for name, measured in report["backends"].items():
         assert measured["chunks_per_s"] > 0, name
         assert 0.99 <= measured["min_cosine"] <= measured["cosine_vs_torch"] <= 1.0 + 1e-6, name
     assert report["backends"]["torch"]["cosine_vs_torch"] == pytest.approx(1.0, abs=1e-6)
-    assert report["recommended"] in BACKENDS
+    assert report["recommended"] in RUNTIMES
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", RUNTIMES)
 def test_a_vector_does_not_depend_on_its_batch(backend: str, home: Path, texts: list[str]) -> None:
     """Incremental equals full only if a chunk's vector is the same whichever chunks it is embedded with."""
     embedder = SentenceTransformerEmbedder(MODEL, backend, batch_size=8, cache_dir=home / "cache")

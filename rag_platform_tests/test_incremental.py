@@ -5,6 +5,7 @@ Both use the real job (Dagster, dbt, GX, LanceDB) with a tiny locally built sent
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -154,3 +155,31 @@ def test_killed_refresh_converges_to_a_full_build(tmp_path: Path, model_env: dic
     statuses = [r[0] for r in con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
     con.close()
     assert statuses == ["failed", "succeeded"]
+
+
+def test_a_killed_incremental_refresh_changes_nothing_that_is_served(tmp_path: Path, model_env: dict[str, str]) -> None:
+    """Regression: an incremental refresh killed between index writes used to serve its first batches."""
+    source = tmp_path / "corpus"
+    source.mkdir()
+    files = {f"d{i}.md": f"# D{i}\n\n{PARAGRAPHS[i]}\n" for i in range(5)}
+    write_corpus(source, files)
+    home = tmp_path / "home"
+    assert cli(home, "refresh", "--source", str(source), "--json", env=model_env).returncode == 0
+    before = json.loads(cli(home, "status", "--json", env=model_env).stdout)
+
+    files["d0.md"] = f"# D0\n\n{PARAGRAPHS[5]}\n"
+    files["d5.md"] = f"# D5\n\n{PARAGRAPHS[3]} {PARAGRAPHS[4]}\n"
+    del files["d1.md"]
+    (source / "d1.md").unlink()
+    write_corpus(source, files)
+    one_per_batch = {**model_env, "RAG_PLATFORM__INDEX__WRITE_BATCH": "1"}
+    killed = cli(home, "refresh", "--json", env={**one_per_batch, "RAG_PLATFORM_FAULT": "index_write:3"})
+    assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
+    during = json.loads(cli(home, "status", "--json", env=model_env).stdout)
+    assert during["index"]["checksum"] == before["index"]["checksum"]
+    assert (during["documents"], during["chunks"]) == (before["documents"], before["chunks"])
+
+    assert cli(home, "refresh", "--json", env=one_per_batch).returncode == 0
+    reference = tmp_path / "reference"
+    assert cli(reference, "refresh", "--source", str(source), "--json", env=model_env).returncode == 0
+    assert_same_index(served_index(home), served_index(reference))

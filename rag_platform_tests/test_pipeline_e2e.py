@@ -31,9 +31,9 @@ def corpus(tmp_path: Path) -> Path:
 
 def refresh(full: bool = False) -> dict:
     from rag_platform.defs.runner import execute_refresh
-    from rag_platform.refresh import run_summary
+    from rag_platform.pipeline.run_record import run_summary
 
-    outcome = execute_refresh(full, trigger="test")
+    outcome = execute_refresh(load_settings(), full, trigger="test")
     summary = run_summary(load_settings(), outcome.run_id)
     summary["success"] = outcome.success
     summary["failure"] = outcome.failure
@@ -72,6 +72,10 @@ def test_full_graph_builds_a_searchable_index_and_stays_incremental(platform_hom
     assert first["documents"]["added"] == 5
     assert first["published"] and first["index"]["count"] == first["chunks"]["total"] > 0
     assert first["chunks"]["embedded"] == first["chunks"]["total"]
+    # GX suites, dbt tests and index gates are all gates of the run, in one shape.
+    dbt_tests = [name for name in first["gates"] if name.startswith("unique_current_documents")]
+    assert dbt_tests and all(first["gates"][name]["passed"] for name in dbt_tests)
+    assert {"documents_pass_quality_suite", "index_matches_ledger"} <= set(first["gates"])
 
     for mode in ("hybrid", "dense", "keyword"):
         top = search("how do I roll back to an earlier index version", mode)["results"][0]
@@ -211,6 +215,16 @@ def test_retrieval_regression_blocks_publishing(
     state = status(load_settings(), make_backend(load_settings()))
     assert state["index"]["version"] == first["index"]["version"]  # the previous version keeps serving
     assert state["evaluation"]["ndcg_at_10"] == baseline["ndcg_at_10"]
+
+    # The same change as an incremental refresh writes into the served version itself: it must stay unseen.
+    in_place = refresh()
+    assert not in_place["success"] and not in_place["published"]
+    assert in_place["index"]["version"] == first["index"]["version"] and in_place["index"]["upserted"] > 0
+    held = status(load_settings(), make_backend(load_settings()))
+    assert held["index"]["checksum"] == state["index"]["checksum"] and held["documents"] == state["documents"]
+    assert search("how do I roll back to an earlier index version", "keyword")["results"][0]["source"].endswith(
+        "guides/rollback.md"
+    )
 
     for name, text in originals.items():
         (corpus / name).write_text(text)

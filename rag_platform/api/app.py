@@ -21,7 +21,9 @@ from starlette.responses import Response
 
 from rag_platform.backends import BackendError, BackendUnavailable, IndexMissing
 from rag_platform.config import Settings
-from rag_platform.retrieval import Searcher, SearchInputError, SearchRequest
+from rag_platform.retrieval import Searcher
+from rag_platform.search_request import RerankProvider, SearchInputError, SearchMode, SearchRequest
+from rag_platform.settings_checks import check_settings
 
 logger = logging.getLogger("rag_platform.api")
 
@@ -65,8 +67,8 @@ class SearchBody(BaseModel):
 
     query: str = Field(min_length=1, max_length=10_000)
     k: int = Field(default=10, ge=1)
-    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
-    rerank: Literal["none", "cohere", "cross-encoder"] | None = None
+    mode: SearchMode = "hybrid"
+    rerank: RerankProvider | None = None
     filters: dict[str, str | list[str]] | None = None
 
 
@@ -141,6 +143,7 @@ def api_keys() -> list[str]:
 
 def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     """The FastAPI application; ``searcher`` may be injected (tests), otherwise built from settings."""
+    check_settings(settings)
     app = FastAPI(
         title="rag-platform query API",
         version="1.0.0",

@@ -1,125 +1,46 @@
-"""The search index interface every backend implements, and the factory that picks one.
-
-Contract, shared by all backends and checked by ``rag_platform_tests/backends/contract.py``:
-
-- Physical indexes ("versions") are created explicitly and are idempotent to create again.
-- Writes are upserts and deletes by ``chunk_id``: writing the same chunk twice leaves one copy; deleting an
-  unknown id is a no-op. A write returns only after the backend acknowledged it; rejected items raise
-  ``BulkWriteError`` naming each chunk and reason (nothing is dropped silently).
-- ``refresh`` makes acknowledged writes visible to search (and rebuilds keyword statistics over live rows).
-- Scores: dense = cosine similarity, keyword = BM25, hybrid = reciprocal rank fusion. Results are ordered by
-  score, ties by ``chunk_id``. Filters match exactly on keyword fields (a list means any of).
-- An alias names the served version; ``swap_alias`` moves it atomically.
-"""
+"""Index stores: where chunks and vectors are served from (LanceDB embedded by default, Elasticsearch in
+production), behind one interface (``rag_platform.backends.base``), and the factory that picks one."""
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+import os
+from typing import TYPE_CHECKING
 
-from rag_platform.records import Hit, IndexedChunk
+from rag_platform.backends.base import (
+    FILTER_FIELDS,
+    TIE_MARGIN,
+    BackendError,
+    BackendUnavailable,
+    BulkWriteError,
+    FilterError,
+    Filters,
+    IndexBackend,
+    IndexMissing,
+    IndexVersion,
+    validate_filters,
+)
 
 if TYPE_CHECKING:
     from rag_platform.config import Settings
 
-# Backends fetch this many results beyond ``k``, so ties at the cut are ordered by chunk id, not by chance.
-TIE_MARGIN = 16
-
-FILTER_FIELDS = frozenset({"document_id", "source", "document_version", "title", "chunk_id"})
-
-Filters = Mapping[str, str | Sequence[str]]
-
-
-class WritePolicy(enum.Enum):
-    """How a write treats an existing chunk id: always overwrite (idempotent re-runs)."""
-
-    UPSERT = "upsert"
-
-
-class BackendError(RuntimeError):
-    """A backend failed in a way the caller should report, not crash on."""
-
-
-class BackendUnavailable(BackendError):
-    """The backend cannot be reached (connection refused, timeout, authentication)."""
-
-
-class IndexMissing(BackendError):
-    """The named index or alias does not exist."""
-
-
-class BulkWriteError(BackendError):
-    def __init__(self, failures: Sequence[tuple[str, str]]):
-        self.failures = list(failures)
-        shown = "; ".join(f"{cid}: {reason}" for cid, reason in self.failures[:5])
-        more = f" (and {len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
-        super().__init__(f"{len(self.failures)} chunk(s) rejected by the index: {shown}{more}")
-
-
-@dataclass(frozen=True, slots=True)
-class IndexVersion:
-    name: str
-    count: int
-    served: bool
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class IndexBackend(Protocol):
-    kind: str
-
-    def create_version(self, name: str, dim: int, meta: Mapping[str, Any]) -> None: ...
-
-    def upsert(self, name: str, chunks: Sequence[IndexedChunk], policy: WritePolicy = WritePolicy.UPSERT) -> int: ...
-
-    def delete(self, name: str, chunk_ids: Sequence[str]) -> int: ...
-
-    def refresh(self, name: str) -> None: ...
-
-    def count(self, name: str) -> int: ...
-
-    def chunk_hashes(self, name: str) -> dict[str, str]:
-        """chunk_id -> sha256 of the stored text, for reconciliation and checksums."""
-        ...
-
-    def get(self, name: str, chunk_ids: Sequence[str]) -> list[IndexedChunk]: ...
-
-    def search_dense(self, name: str, vector: Sequence[float], k: int, filters: Filters | None = None) -> list[Hit]: ...
-
-    def search_keyword(self, name: str, query: str, k: int, filters: Filters | None = None) -> list[Hit]: ...
-
-    def search_hybrid(
-        self,
-        name: str,
-        query: str,
-        vector: Sequence[float],
-        k: int,
-        filters: Filters | None = None,
-        *,
-        rrf_k: int = 60,
-        candidates: int = 100,
-        weights: tuple[float, float] = (1.0, 1.0),
-    ) -> list[Hit]:
-        """Reciprocal rank fusion of dense and keyword candidates, weighted (dense, keyword)."""
-        ...
-
-    def swap_alias(self, alias: str, name: str) -> None: ...
-
-    def resolve_alias(self, alias: str) -> str | None: ...
-
-    def list_versions(self, alias: str) -> list[IndexVersion]: ...
-
-    def drop(self, name: str) -> None: ...
-
-    def close(self) -> None: ...
+__all__ = [
+    "FILTER_FIELDS",
+    "TIE_MARGIN",
+    "BackendError",
+    "BackendUnavailable",
+    "BulkWriteError",
+    "FilterError",
+    "Filters",
+    "IndexBackend",
+    "IndexMissing",
+    "IndexVersion",
+    "make_backend",
+    "validate_filters",
+]
 
 
 def make_backend(settings: Settings) -> IndexBackend:
     """Build the configured backend; Elasticsearch when ``RAG_ES_URL`` is set or configured."""
-    import os
-
     if settings.index.backend == "elasticsearch" or os.environ.get("RAG_ES_URL"):
         from rag_platform.backends.elasticsearch import ElasticsearchBackend
 

@@ -3,22 +3,24 @@
 Built on the official 9.x client, which talks to 9.x servers only (it sends ``compatible-with=9`` headers).
 Vectors are ``dense_vector`` with cosine similarity and explicit ``index_options``; text and title are analysed
 for BM25. Hybrid search uses the server's RRF retriever when the license allows it (and, for unequal weights,
-when the server supports weighted RRF), otherwise the same client-side fusion as the embedded backend.
+when the server supports weighted RRF), otherwise the same client-side fusion as the embedded backend. Server
+facts (version, license) need the ``monitor`` cluster privilege; without it the backend fuses client-side.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from rag_platform.backends import (
-    FILTER_FIELDS,
+from rag_platform.backends.base import (
     TIE_MARGIN,
     BackendError,
     BackendUnavailable,
@@ -26,7 +28,7 @@ from rag_platform.backends import (
     Filters,
     IndexMissing,
     IndexVersion,
-    WritePolicy,
+    validate_filters,
 )
 from rag_platform.fusion import reciprocal_rank_fusion, sort_hits
 from rag_platform.records import Hit, IndexedChunk, sha256_hex
@@ -38,13 +40,42 @@ if TYPE_CHECKING:
 
 
 INDEX_OPTIONS = ("int8_hnsw", "hnsw", "bbq_hnsw", "flat", "int8_flat", "bbq_flat")
-RRF_LICENSES = frozenset({"platinum", "enterprise", "trial"})
+# Quantized index types score kNN on the quantized vectors; rescore_vector re-scores the top hits exactly.
+QUANTIZED_OPTIONS = frozenset({"int8_hnsw", "int8_flat", "bbq_hnsw", "bbq_flat"})
+RESCORE_OVERSAMPLE = 2.0
+# DenseVectorFieldMapper.BBQ_MIN_DIMS: bbq index types refuse fewer dimensions.
+BBQ_MIN_DIMS = 64
+# The RRF retriever is licensed at ENTERPRISE (RRFRankPlugin.RANK_RRF_FEATURE); a trial grants every feature.
+RRF_LICENSES = frozenset({"enterprise", "trial"})
+# How long version and license answers are trusted: a license can be changed or expire while we run.
+LICENSE_TTL_S = 300.0
+# kNN num_candidates may not exceed 10,000 (KnnSearchBuilder.NUM_CANDS_LIMIT); from + size of a search may not
+# exceed index.max_result_window (default 10,000).
+MAX_NUM_CANDIDATES = 10_000
+MAX_RESULT_WINDOW = 10_000
 RETRY_STATUSES = (429, 502, 503, 504)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
 _SOURCE_FIELDS = ["chunk_id", "document_id", "source", "title", "text", "heading_path", "document_version", "run_id"]
 _KEYWORD_FIELDS = ("chunk_id", "document_id", "source", "document_version", "run_id", "chunker", "model")
 # Filters address keyword fields; title is analysed text, so its exact form lives in a keyword sub-field.
 _FILTER_TARGET = {"title": "title.raw"}
+log = logging.getLogger(__name__)
+# (server, what) pairs already warned about: a degraded mode is reported once per process, not per backend.
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+class Forbidden(BackendError):
+    """The server refused the request for lack of a privilege or a license (403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFeatures:
+    """What the server told us; ``version`` is None when ``GET /`` was refused."""
+
+    version: tuple[int, int] | None
+    rrf_licensed: bool
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +149,11 @@ def mapping(dim: int, index_options: str, meta: Mapping[str, Any]) -> dict[str, 
     """The index mapping: vectors for kNN, analysed text for BM25, keyword fields for filters and lineage."""
     if index_options not in INDEX_OPTIONS:
         raise BackendError(f"unknown index.index_options {index_options!r}; choose one of {', '.join(INDEX_OPTIONS)}")
+    if index_options.startswith("bbq_") and dim < BBQ_MIN_DIMS:
+        raise BackendError(
+            f"index.index_options {index_options!r} needs vectors of at least {BBQ_MIN_DIMS} dimensions; "
+            f"the model has {dim}: choose int8_hnsw or hnsw"
+        )
     properties: dict[str, Any] = {field: {"type": "keyword"} for field in _KEYWORD_FIELDS}
     properties.update(
         {
@@ -140,15 +176,7 @@ def mapping(dim: int, index_options: str, meta: Mapping[str, Any]) -> dict[str, 
 
 def filter_clauses(filters: Filters | None) -> list[dict[str, Any]]:
     """``terms`` clauses for exact-match filters; a list means any of. Unknown fields are an error."""
-    clauses = []
-    for field, value in sorted((filters or {}).items()):
-        if field not in FILTER_FIELDS:
-            raise ValueError(f"unknown filter field {field!r}; allowed: {', '.join(sorted(FILTER_FIELDS))}")
-        values = [value] if isinstance(value, str) else list(value)
-        if not values or not all(isinstance(v, str) for v in values):
-            raise ValueError(f"filter {field!r} needs a string or a non-empty list of strings")
-        clauses.append({"terms": {_FILTER_TARGET.get(field, field): values}})
-    return clauses
+    return [{"terms": {_FILTER_TARGET.get(name, name): values}} for name, values in validate_filters(filters).items()]
 
 
 def cosine_from_score(score: float) -> float:
@@ -172,7 +200,15 @@ class ElasticsearchBackend:
         bulk_chunk_size: int = 500,
         bulk_max_retries: int = 5,
         initial_backoff_s: float = 1.0,
+        shards: int = 1,
+        replicas: int = 1,
+        license_ttl_s: float = LICENSE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        if not 1 <= num_candidates <= MAX_NUM_CANDIDATES:
+            raise BackendError(f"index.num_candidates must be in [1, {MAX_NUM_CANDIDATES}], got {num_candidates}")
+        if shards < 1 or replicas < 0:
+            raise BackendError(f"index.shards must be >= 1 and index.replicas >= 0, got {shards} and {replicas}")
         self.client = client
         self.where = url_for_messages
         self.prefix = index_prefix
@@ -181,8 +217,16 @@ class ElasticsearchBackend:
         self.bulk_chunk_size = bulk_chunk_size
         self.bulk_max_retries = bulk_max_retries
         self.initial_backoff_s = initial_backoff_s
-        self._server: tuple[tuple[int, int], bool] | None = None
+        self.shards = shards
+        self.replicas = replicas
+        self.license_ttl_s = license_ttl_s
+        self._clock = clock
+        self._server: ServerFeatures | None = None
         self._meta: dict[str, dict[str, Any]] = {}
+        # Versions this backend refreshed since its last write to them: reads need no refresh first.
+        self._visible: set[str] = set()
+        # Whether _source.exclude_vectors may be sent when the version is unknown (None: not tried yet).
+        self._exclude_vectors: bool | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -195,6 +239,8 @@ class ElasticsearchBackend:
             index_options=settings.index.index_options,
             num_candidates=settings.index.num_candidates,
             bulk_chunk_size=settings.index.write_batch,
+            shards=settings.index.shards,
+            replicas=settings.index.replicas,
         )
 
     # ---- plumbing ------------------------------------------------------------------------------------
@@ -218,7 +264,7 @@ class ElasticsearchBackend:
         except es.AuthenticationException:
             raise BackendUnavailable(f"{self.where} rejected the credentials (401): check RAG_ES_* settings") from None
         except es.AuthorizationException as exc:
-            raise BackendError(f"{self.where} refused the request (403): {_reason(exc)}") from None
+            raise Forbidden(f"{self.where} refused the request (403): {_reason(exc)}") from None
         except es.NotFoundError as exc:
             what = f"index {name!r}" if name else "the requested index"
             raise IndexMissing(f"{what} does not exist in {self.where} ({_reason(exc)})") from None
@@ -229,16 +275,54 @@ class ElasticsearchBackend:
                 raise BackendUnavailable(f"{self.where} answered {exc.meta.status}: {_reason(exc)}") from None
             raise BackendError(f"{self.where} answered {exc.meta.status}: {_reason(exc)}") from None
 
-    def _server_features(self) -> tuple[tuple[int, int], bool]:
-        """(server major.minor, whether the license allows the RRF retriever), asked once per backend."""
+    def _warn_once(self, key: str, message: str) -> None:
+        with _WARNED_LOCK:
+            if (self.where, key) in _WARNED:
+                return
+            _WARNED.add((self.where, key))
+        log.warning("%s", message)
+
+    def _server_features(self) -> ServerFeatures:
+        """Server version and whether the license allows the RRF retriever, re-asked after ``license_ttl_s``.
+
+        Both answers need the ``monitor`` cluster privilege; a key without it gets 403 and the backend carries
+        on without them (client-side fusion, version-independent requests), warning once.
+        """
         with self._lock:
-            if self._server is None:
-                with self._errors():
-                    number = str(self.client.info()["version"]["number"])
-                    license_type = str(self.client.license.get()["license"]["type"])
-                major, minor = (int(part) for part in number.split(".")[:2])
-                self._server = ((major, minor), license_type in RRF_LICENSES)
+            now = self._clock()
+            if self._server is None or now >= self._server.expires_at:
+                self._server = self._ask_server(now)
             return self._server
+
+    def _ask_server(self, now: float) -> ServerFeatures:
+        version: tuple[int, int] | None = None
+        licensed = False
+        expires_at = now + self.license_ttl_s
+        try:
+            with self._errors():
+                number = str(self.client.info()["version"]["number"])
+            major, minor = (int(part) for part in number.split(".")[:2])
+            version = (major, minor)
+        except Forbidden as exc:
+            self._warn_once("info", f"cannot read the server version ({exc}); using version-independent requests")
+        try:
+            with self._errors():
+                body = dict(self.client.license.get()["license"])
+            # An expired or invalid license grants nothing beyond basic, whatever its type says.
+            licensed = str(body.get("type")) in RRF_LICENSES and str(body.get("status")) == "active"
+            expiry_ms = body.get("expiry_date_in_millis")
+            if licensed and isinstance(expiry_ms, int | float):
+                left_s = expiry_ms / 1000.0 - time.time()
+                licensed = left_s > 0
+                expires_at = min(expires_at, now + max(left_s, 0.0))
+        except Forbidden as exc:
+            self._warn_once("license", f"cannot read the license ({exc}); hybrid search fuses client-side")
+        return ServerFeatures(version, licensed, expires_at)
+
+    def _version_at_least(self, version: tuple[int, int]) -> bool | None:
+        """Whether the server is at least ``version``; None when the server did not say."""
+        known = self._server_features().version
+        return None if known is None else known >= version
 
     def _index_meta(self, name: str) -> dict[str, Any]:
         if name not in self._meta:
@@ -259,9 +343,10 @@ class ElasticsearchBackend:
             self.client.indices.create(
                 index=physical,
                 settings={
-                    "number_of_shards": 1,
+                    # One shard keeps BM25 statistics consistent; more only for very large corpora.
+                    "number_of_shards": self.shards,
+                    # No replicas and no refresh while the version is built; refresh() sets both for serving.
                     "number_of_replicas": 0,
-                    # Off while the version is built; refresh() turns it back on.
                     "refresh_interval": "-1",
                 },
                 mappings=mapping(dim, self.index_options, full_meta),
@@ -290,7 +375,7 @@ class ElasticsearchBackend:
         if failures:
             raise BulkWriteError(failures)
 
-    def upsert(self, name: str, chunks: Sequence[IndexedChunk], policy: WritePolicy = WritePolicy.UPSERT) -> int:
+    def upsert(self, name: str, chunks: Sequence[IndexedChunk]) -> int:
         if not chunks:
             return 0
         physical = self._physical(name)
@@ -312,6 +397,7 @@ class ElasticsearchBackend:
             }
             for c in rows.values()
         ]
+        self._visible.discard(name)
         self._bulk(name, actions, ok_statuses=frozenset())
         return len(rows)
 
@@ -322,25 +408,47 @@ class ElasticsearchBackend:
         physical = self._physical(name)
         self._index_meta(name)  # a missing index is an error, not a silent no-op
         actions = [{"_op_type": "delete", "_index": physical, "_id": cid} for cid in ids]
+        self._visible.discard(name)
         self._bulk(name, actions, ok_statuses=frozenset({404}))  # deleting an unknown id is a no-op
         return len(ids)
 
+    def open_for_writes(self, name: str) -> None:
+        """Nothing to do: a search through an alias sees acknowledged writes after ``refresh``."""
+
     def refresh(self, name: str) -> None:
-        """Restore the refresh interval (off during the build) and make every acknowledged write searchable."""
+        """Settings for serving (refresh interval back to its default, ``index.replicas`` replicas), then make
+        every acknowledged write searchable. Runs after the build and before the alias may move."""
         physical = self._physical(name)
+        settings = {"refresh_interval": None, "number_of_replicas": self.replicas}
         with self._errors(name):
-            self.client.indices.put_settings(index=physical, settings={"index": {"refresh_interval": None}})
+            self.client.indices.put_settings(index=physical, settings={"index": settings})
             self.client.indices.refresh(index=physical)
+        self._visible.add(name)
 
     # ---- reads ---------------------------------------------------------------------------------------
 
+    def _make_visible(self, name: str) -> None:
+        """Count, scan and ``ids`` searches see only refreshed documents; a version resumed after a crash still
+        has refresh disabled, so refresh it before reading it (once, until this backend writes to it again)."""
+        if name in self._visible:
+            return
+        try:
+            with self._errors(name):
+                self.client.indices.refresh(index=self._physical(name))
+        except Forbidden as exc:
+            self._warn_once("refresh", f"cannot refresh before reading ({exc}); counts may miss recent writes")
+            return
+        self._visible.add(name)
+
     def count(self, name: str) -> int:
+        self._make_visible(name)
         with self._errors(name):
             return int(self.client.count(index=self._physical(name))["count"])
 
     def chunk_hashes(self, name: str) -> dict[str, str]:
         from elasticsearch import helpers
 
+        self._make_visible(name)
         with self._errors(name):
             return {
                 hit["_source"]["chunk_id"]: hit["_source"]["text_sha256"]
@@ -352,27 +460,48 @@ class ElasticsearchBackend:
                 )
             }
 
-    def _source_spec(self, with_vector: bool) -> dict[str, Any]:
-        spec: dict[str, Any] = {"includes": [*_SOURCE_FIELDS, *(["vector"] if with_vector else [])]}
-        if with_vector and self._server_features()[0] >= (9, 2):
+    def _source_spec(self, exclude_vectors_flag: bool) -> dict[str, Any]:
+        spec: dict[str, Any] = {"includes": [*_SOURCE_FIELDS, "vector"]}
+        if exclude_vectors_flag:
             spec["exclude_vectors"] = False  # 9.2+ leaves vectors out of _source unless asked
         return spec
+
+    def _search_ids(self, name: str, batch: list[str]) -> dict[str, Any]:
+        """One ``ids`` search for a batch with vectors; the 9.2 ``exclude_vectors`` flag is sent when the version
+        says so, or, when the version is unknown, tried once and dropped if the server does not know it."""
+        physical = self._physical(name)
+        flag = self._version_at_least((9, 2))
+        if flag is None:
+            flag = self._exclude_vectors is not False
+        try:
+            with self._errors(name):
+                body = self.client.search(
+                    index=physical, query={"ids": {"values": batch}}, size=len(batch), source=self._source_spec(flag)
+                )
+        except BackendError as exc:
+            # Before 9.2 the source filter has no such key: FetchSourceContext answers 400 naming it.
+            if not flag or self._version_at_least((9, 2)) is not None or "exclude_vectors" not in str(exc):
+                raise
+            self._exclude_vectors = False
+            return self._search_ids(name, batch)
+        if self._version_at_least((9, 2)) is None:
+            self._exclude_vectors = flag
+        return dict(body)
 
     def get(self, name: str, chunk_ids: Sequence[str]) -> list[IndexedChunk]:
         ids = sorted(set(chunk_ids))
         if not ids:
             return []
-        physical = self._physical(name)
+        self._make_visible(name)
         found: list[IndexedChunk] = []
-        source = self._source_spec(with_vector=True)
-        for start in range(0, len(ids), self.bulk_chunk_size):
-            batch = ids[start : start + self.bulk_chunk_size]
-            with self._errors(name):
-                body = self.client.search(
-                    index=physical, query={"ids": {"values": batch}}, size=len(batch), source=source
-                )
+        # An ids search returns at most index.max_result_window hits.
+        batch_size = min(self.bulk_chunk_size, MAX_RESULT_WINDOW)
+        for start in range(0, len(ids), batch_size):
+            body = self._search_ids(name, ids[start : start + batch_size])
             for hit in body["hits"]["hits"]:
                 doc = hit["_source"]
+                if "vector" not in doc:
+                    raise BackendError(f"{self.where} returned chunk {hit['_id']} without its vector")
                 found.append(
                     IndexedChunk(**{field: doc.get(field, "") for field in _SOURCE_FIELDS}, vector=list(doc["vector"]))
                 )
@@ -394,12 +523,18 @@ class ElasticsearchBackend:
         )
 
     def knn_clause(self, vector: Sequence[float], k: int, filters: Filters | None) -> dict[str, Any]:
+        """A kNN clause with k <= num_candidates <= 10,000, the server's bounds (KnnSearchBuilder)."""
+        k = min(k, MAX_NUM_CANDIDATES)
         clause: dict[str, Any] = {
             "field": "vector",
             "query_vector": [float(x) for x in vector],
             "k": k,
-            "num_candidates": max(self.num_candidates, k),
+            "num_candidates": min(max(self.num_candidates, k), MAX_NUM_CANDIDATES),
         }
+        if self.index_options in QUANTIZED_OPTIONS:
+            # Scores of quantized vectors are approximate; re-score the top hits on the float vectors so that
+            # 2 * score - 1 is the true cosine.
+            clause["rescore_vector"] = {"oversample": RESCORE_OVERSAMPLE}
         if filters:
             clause["filter"] = filter_clauses(filters)
         return clause
@@ -408,11 +543,20 @@ class ElasticsearchBackend:
     def bm25_query(query: str, filters: Filters | None) -> dict[str, Any]:
         return {"bool": {"must": [{"match": {"text": {"query": query}}}], "filter": filter_clauses(filters)}}
 
-    def _ranked(self, name: str, k: int, score: Callable[[float], float] = float, **request: Any) -> list[Hit]:
+    def _ranked(
+        self,
+        name: str,
+        k: int,
+        score: Callable[[float], float] = float,
+        *,
+        size: int | None = None,
+        **request: Any,
+    ) -> list[Hit]:
         """Run one search for ``k`` hits (plus the tie margin) and return them ordered, ties by chunk id."""
+        size = min(k + TIE_MARGIN if size is None else size, MAX_RESULT_WINDOW)
         with self._errors(name):
             body = self.client.search(
-                index=self._physical(name), size=k + TIE_MARGIN, source={"includes": _SOURCE_FIELDS}, **request
+                index=self._physical(name), size=size, source={"includes": _SOURCE_FIELDS}, **request
             )
         return sort_hits([self._hit(doc, score(float(doc["_score"]))) for doc in body["hits"]["hits"]])[:k]
 
@@ -426,9 +570,11 @@ class ElasticsearchBackend:
         return self._ranked(name, k, query=self.bm25_query(query, filters))
 
     def server_side_rrf(self, weights: tuple[float, float]) -> bool:
-        """The RRF retriever needs a platinum/enterprise/trial license; per-retriever weights need 9.2+."""
-        version, licensed = self._server_features()
-        return licensed and (weights[0] == weights[1] or version >= (9, 2))
+        """The RRF retriever needs an active enterprise or trial license; per-retriever weights need 9.2+."""
+        features = self._server_features()
+        if not features.rrf_licensed:
+            return False
+        return weights[0] == weights[1] or (features.version is not None and features.version >= (9, 2))
 
     def search_hybrid(
         self,
@@ -442,14 +588,20 @@ class ElasticsearchBackend:
         candidates: int = 100,
         weights: tuple[float, float] = (1.0, 1.0),
     ) -> list[Hit]:
-        depth = max(candidates, k)
-        if not query.strip() or not self.server_side_rrf(weights):
-            dense = self.search_dense(name, vector, depth, filters)
-            keyword = self.search_keyword(name, query, depth, filters)
-            return reciprocal_rank_fusion([dense, keyword], k, rrf_k, weights)
-        return self._ranked(
-            name, k, retriever=self.rrf_retriever(query, vector, depth, filters, rrf_k=rrf_k, weights=weights)
-        )
+        depth = min(max(candidates, k), MAX_NUM_CANDIDATES)
+        if query.strip() and self.server_side_rrf(weights):
+            retriever = self.rrf_retriever(query, vector, depth, filters, rrf_k=rrf_k, weights=weights)
+            try:
+                # RRF requires size <= rank_window_size (CompoundRetrieverBuilder): the tie margin fits the window.
+                return self._ranked(name, k, size=min(k + TIE_MARGIN, depth), retriever=retriever)
+            except Forbidden as exc:
+                # The license changed (or expired) since we asked: fuse client-side and ask again later.
+                with self._lock:
+                    self._server = None
+                self._warn_once("rrf", f"the RRF retriever was refused ({exc}); hybrid search fuses client-side")
+        dense = self.search_dense(name, vector, depth, filters)
+        keyword = self.search_keyword(name, query, depth, filters)
+        return reciprocal_rank_fusion([dense, keyword], k, rrf_k, weights)
 
     def rrf_retriever(
         self,
@@ -466,6 +618,8 @@ class ElasticsearchBackend:
         children: list[dict[str, Any]] = [dense, keyword]
         if weights[0] != weights[1]:
             children = [{"retriever": dense, "weight": weights[0]}, {"retriever": keyword, "weight": weights[1]}]
+        if rrf_k < 1:
+            raise ValueError(f"rrf_k (RRF rank_constant) must be at least 1, got {rrf_k}")
         return {"rrf": {"retrievers": children, "rank_constant": rrf_k, "rank_window_size": depth}}
 
     # ---- versions and aliases ------------------------------------------------------------------------
@@ -478,18 +632,36 @@ class ElasticsearchBackend:
         except IndexMissing:
             return []
 
-    def swap_alias(self, alias: str, name: str) -> None:
-        """Point the alias at ``name`` and away from every other index, in one atomic aliases request."""
+    def swap_alias(self, alias: str, name: str, attempts: int = 3) -> None:
+        """Point the alias at ``name`` and away from every other index, in one atomic aliases request.
+
+        The holders are read first, so another process may move the alias in between. The server then either
+        skips our ``remove`` (the alias left that index: TransportIndicesAliasesAction drops removes of absent
+        aliases) or answers 404 (that index was dropped). So read the holders again afterwards and repeat until
+        the alias is on ``name`` alone; only a missing ``name`` is reported as a missing index."""
         physical_alias = self._physical(alias)
         target = self._physical(name)
-        actions: list[dict[str, Any]] = [
-            {"remove": {"index": holder, "alias": physical_alias}}
-            for holder in self._alias_holders(alias)
-            if holder != target
-        ]
-        actions.append({"add": {"index": target, "alias": physical_alias}})
-        with self._errors(name):
-            self.client.indices.update_aliases(actions=actions)
+        for attempt in range(attempts + 1):
+            others = [holder for holder in self._alias_holders(alias) if holder != target]
+            if attempt and not others:
+                return
+            if attempt == attempts:
+                raise BackendError(
+                    f"alias {alias!r} kept moving while it was switched to {name!r}: another process is publishing "
+                    f"at the same time (it is now on {', '.join(others)})"
+                )
+            actions: list[dict[str, Any]] = [
+                {"remove": {"index": holder, "alias": physical_alias}} for holder in others
+            ]
+            actions.append({"add": {"index": target, "alias": physical_alias}})
+            try:
+                with self._errors(name):
+                    self.client.indices.update_aliases(actions=actions)
+            except IndexMissing:
+                with self._errors(name):
+                    if not self.client.indices.exists(index=target):
+                        raise
+                # A holder we read was dropped meanwhile: read again.
 
     def resolve_alias(self, alias: str) -> str | None:
         holders = self._alias_holders(alias)

@@ -1,4 +1,10 @@
-"""The embedded default backend: one LanceDB table per index version, aliases in an atomic JSON catalog."""
+"""The embedded default backend: one LanceDB table per index version, aliases in an atomic JSON catalog.
+
+An alias pins the table version it was last swapped to: writes made to a served table afterwards (an
+incremental refresh) stay invisible to every reader until ``swap_alias`` moves the pin, so a refresh that is
+killed or blocked by a gate never changes what is served. The handle that writes a table (``open_for_writes``,
+``upsert``, ``delete``) reads that table's latest state, its own writes included.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from rag_platform.backends import (
-    FILTER_FIELDS,
+from rag_platform.backends.base import (
     TIE_MARGIN,
     BackendError,
     Filters,
     IndexMissing,
     IndexVersion,
-    WritePolicy,
+    validate_filters,
 )
 from rag_platform.fusion import fuse_ids, sort_hits
 from rag_platform.records import Hit, IndexedChunk, sha256_hex
@@ -42,17 +47,10 @@ def _quote(value: str) -> str:
 
 def where_clause(filters: Filters | None) -> str | None:
     """SQL predicate for exact-match filters; a list means any of. Unknown fields are an error."""
-    if not filters:
+    checked = validate_filters(filters)
+    if not checked:
         return None
-    parts = []
-    for field, value in sorted(filters.items()):
-        if field not in FILTER_FIELDS:
-            raise ValueError(f"unknown filter field {field!r}; allowed: {', '.join(sorted(FILTER_FIELDS))}")
-        values = [value] if isinstance(value, str) else list(value)
-        if not values or not all(isinstance(v, str) for v in values):
-            raise ValueError(f"filter {field!r} needs a string or a non-empty list of strings")
-        parts.append(f"{field} IN ({', '.join(_quote(v) for v in values)})")
-    return " AND ".join(parts)
+    return " AND ".join(f"{name} IN ({', '.join(_quote(v) for v in values)})" for name, values in checked.items())
 
 
 def dense_reach(k: int, rrf_k: int, weights: tuple[float, float]) -> int:
@@ -104,6 +102,8 @@ class LanceDBBackend:
         self._db: Any = None
         self._tables: dict[str, Any] = {}
         self._snapshots: dict[str, _Snapshot] = {}
+        self._pinned: dict[str, Any] = {}  # read handles at the version an alias pins
+        self._writing: set[str] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
 
@@ -141,6 +141,32 @@ class LanceDBBackend:
                 table.checkout_latest()
             return table
 
+    def _pin(self, name: str) -> int | None:
+        """The table version readers see (pinned by an alias), or None to read the latest."""
+        if name in self._writing:
+            return None
+        pin = self._catalog().get("pins", {}).get(name)
+        return int(pin) if pin is not None else None
+
+    def _read_table(self, name: str) -> Any:
+        """A handle at the version this handle's reads see (see the module docstring)."""
+        pin = self._pin(name)
+        if pin is None:
+            return self._table(name)
+        with self._lock:
+            table = self._pinned.get(name)
+            if table is None or int(table.version) != pin:
+                self._check_name(name)
+                table = self._connect().open_table(name)
+                table.checkout(pin)
+                self._pinned[name] = table
+            return table
+
+    def open_for_writes(self, name: str) -> None:
+        self._check_name(name)
+        with self._lock:
+            self._writing.add(name)
+
     @staticmethod
     def _check_name(name: str) -> None:
         if not _NAME.match(name):
@@ -177,12 +203,14 @@ class LanceDBBackend:
             catalog = self._catalog()
             catalog["versions"].setdefault(name, {**dict(meta), "dim": dim})
             self._write_catalog(catalog)
+            self._writing.add(name)
 
-    def upsert(self, name: str, chunks: Sequence[IndexedChunk], policy: WritePolicy = WritePolicy.UPSERT) -> int:
+    def upsert(self, name: str, chunks: Sequence[IndexedChunk]) -> int:
         if not chunks:
             return 0
         import pyarrow as pa
 
+        self.open_for_writes(name)
         table = self._table(name)
         rows = {c.chunk_id: c for c in chunks}  # the last write of an id wins, as in a sequence of upserts
         data = pa.Table.from_pylist(
@@ -201,6 +229,7 @@ class LanceDBBackend:
         return len(rows)
 
     def delete(self, name: str, chunk_ids: Sequence[str]) -> int:
+        self.open_for_writes(name)
         table = self._table(name)
         ids = sorted(set(chunk_ids))
         with self._lock:
@@ -231,10 +260,10 @@ class LanceDBBackend:
     # ---- reads ---------------------------------------------------------------------------------------
 
     def count(self, name: str) -> int:
-        return int(self._table(name).count_rows())
+        return int(self._read_table(name).count_rows())
 
     def chunk_hashes(self, name: str) -> dict[str, str]:
-        table = self._table(name)
+        table = self._read_table(name)
         data = table.search().select(["chunk_id", "text_sha256"]).limit(None).to_arrow()
         return dict(zip(data["chunk_id"].to_pylist(), data["text_sha256"].to_pylist(), strict=True))
 
@@ -242,7 +271,7 @@ class LanceDBBackend:
         ids = sorted(set(chunk_ids))
         if not ids:
             return []
-        table = self._table(name)
+        table = self._read_table(name)
         found: list[IndexedChunk] = []
         for start in range(0, len(ids), _DELETE_BATCH):
             batch = ids[start : start + _DELETE_BATCH]
@@ -281,8 +310,9 @@ class LanceDBBackend:
             return self._executor
 
     def _snapshot(self, name: str) -> _Snapshot:
-        """The latest version of a table, for searching; reloaded only when the version changes."""
-        version = int(self._table(name).version)
+        """The version of a table this handle reads, for searching; reloaded only when the version changes."""
+        pin = self._pin(name)
+        version = int(self._table(name).version) if pin is None else pin
         with self._lock:
             cached = self._snapshots.get(name)
             if cached is not None and cached.version == version:
@@ -400,11 +430,15 @@ class LanceDBBackend:
     # ---- versions and aliases ------------------------------------------------------------------------
 
     def swap_alias(self, alias: str, name: str) -> None:
-        self._table(name)  # must exist
+        """Serve ``name`` under ``alias`` as it is now (its latest version is pinned); swapping to the served
+        table again publishes the writes made since."""
+        version = int(self._table(name).version)  # must exist
         with self._lock:
             catalog = self._catalog()
             catalog["aliases"][alias] = name
+            catalog.setdefault("pins", {})[name] = version
             self._write_catalog(catalog)
+            self._writing.discard(name)
 
     def resolve_alias(self, alias: str) -> str | None:
         return self._catalog()["aliases"].get(alias)  # type: ignore[no-any-return]
@@ -430,7 +464,10 @@ class LanceDBBackend:
                 self._connect().drop_table(name)
             self._tables.pop(name, None)
             self._snapshots.pop(name, None)
+            self._pinned.pop(name, None)
+            self._writing.discard(name)
             catalog["versions"].pop(name, None)
+            catalog.get("pins", {}).pop(name, None)
             self._write_catalog(catalog)
 
     def close(self) -> None:
@@ -440,4 +477,6 @@ class LanceDBBackend:
                 self._executor = None
             self._tables.clear()
             self._snapshots.clear()
+            self._pinned.clear()
+            self._writing.clear()
             self._db = None

@@ -1,24 +1,22 @@
 """document_chunks, chunk_embeddings and search_index, with their blocking quality checks."""
 
+from collections.abc import Iterator
+from typing import Any
+
 import dagster as dg
 
-from rag_platform import refresh
 from rag_platform.defs.ingest import is_full_rebuild
-from rag_platform.defs.resources import PlatformResource, RefreshLockResource
-from rag_platform.quality import SuiteOutcome
+from rag_platform.defs.resources import PlatformResource
+from rag_platform.gates import Gate
+from rag_platform.index_gates import INDEX_GATES
+from rag_platform.pipeline import steps
+from rag_platform.pipeline.data_versions import data_version
 
 
-def suite_result(
-    context: dg.AssetCheckExecutionContext, platform: PlatformResource, outcome: SuiteOutcome
-) -> dg.AssetCheckResult:
-    """Record a Great Expectations outcome as a gate of the run and report it as the check's result."""
-    refresh.record_gate(platform.settings(), context.run.run_id, outcome.suite, outcome)
-    return dg.AssetCheckResult(
-        passed=outcome.passed, metadata={"rows": outcome.evaluated_rows, "message": outcome.message}
-    )
-
-
-INDEX_GATES = ("index_matches_ledger", "index_delete_fraction_within_limit", "retrieval_quality_within_tolerance")
+def gate_result(context: dg.AssetCheckExecutionContext, platform: PlatformResource, gate: Gate) -> dg.AssetCheckResult:
+    """Record a suite's outcome as a gate of the run and report it as the check's result."""
+    steps.gate_recorded(platform.parts, context.run.run_id, gate)
+    return dg.AssetCheckResult(passed=gate.passed, metadata={"rows": gate.evaluated_rows, "message": gate.message})
 
 
 @dg.asset(
@@ -28,13 +26,11 @@ INDEX_GATES = ("index_matches_ledger", "index_delete_fraction_within_limit", "re
     description="Token-bounded, heading-aware chunks of changed documents; chunks of removed documents are dropped.",
     code_version="1",
 )
-def document_chunks(
-    context: dg.AssetExecutionContext, platform: PlatformResource, refresh_lock: RefreshLockResource
-) -> dg.MaterializeResult:
-    stats = refresh.chunk(platform.settings(), context.run_id, is_full_rebuild(context))
+def document_chunks(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+    parts = platform.parts
+    stats = steps.chunk(parts, context.run_id, is_full_rebuild(context))
     return dg.MaterializeResult(
-        metadata=refresh.as_dict(stats),
-        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "document_chunks")),
+        metadata=steps.as_dict(stats), data_version=dg.DataVersion(data_version(parts, "document_chunks"))
     )
 
 
@@ -46,14 +42,14 @@ def document_chunks(
 def documents_pass_quality_suite(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource
 ) -> dg.AssetCheckResult:
-    return suite_result(context, platform, refresh.check_documents(platform.settings()))
+    return gate_result(context, platform, steps.check_documents(platform.parts))
 
 
 @dg.asset_check(asset=document_chunks, blocking=True, description="Great Expectations suite over the live chunks.")
 def chunks_pass_quality_suite(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource
 ) -> dg.AssetCheckResult:
-    return suite_result(context, platform, refresh.check_chunks(platform.settings()))
+    return gate_result(context, platform, steps.check_chunks(platform.parts))
 
 
 @dg.asset(
@@ -63,13 +59,11 @@ def chunks_pass_quality_suite(
     description="Sentence-transformers vectors for chunk texts not yet in the embedding cache (model id + text hash).",
     code_version="1",
 )
-def chunk_embeddings(
-    context: dg.AssetExecutionContext, platform: PlatformResource, refresh_lock: RefreshLockResource
-) -> dg.MaterializeResult:
-    stats = refresh.embed(platform.settings(), context.run_id, log=context.log.info)
+def chunk_embeddings(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+    parts = platform.parts
+    stats = steps.embed(parts, context.run_id, log=context.log.info)
     return dg.MaterializeResult(
-        metadata=refresh.as_dict(stats),
-        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "chunk_embeddings")),
+        metadata=steps.as_dict(stats), data_version=dg.DataVersion(data_version(parts, "chunk_embeddings"))
     )
 
 
@@ -79,9 +73,8 @@ def chunk_embeddings(
 def embeddings_pass_quality_suite(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource
 ) -> dg.AssetCheckResult:
-    return suite_result(
-        context, platform, refresh.check_embeddings(platform.settings(), context.run.run_id, is_full_rebuild(context))
-    )
+    gate = steps.check_embeddings(platform.parts, context.run.run_id, is_full_rebuild(context))
+    return gate_result(context, platform, gate)
 
 
 @dg.asset(
@@ -92,14 +85,13 @@ def embeddings_pass_quality_suite(
     description="The served search index version: upserts and deletes by chunk id, alias moved once the gates pass.",
     code_version="1",
 )
-def search_index(context: dg.AssetExecutionContext, platform: PlatformResource, refresh_lock: RefreshLockResource):  # type: ignore[no-untyped-def]
-    stats = refresh.index(
-        platform.settings(), context.run_id, platform.backend(), is_full_rebuild(context), log=context.log.info
-    )
+def search_index(context: dg.AssetExecutionContext, platform: PlatformResource) -> Iterator[Any]:
+    parts = platform.parts
+    stats = steps.index(parts, context.run_id, is_full_rebuild(context), log=context.log.info)
     yield dg.MaterializeResult(
         metadata={k: v for k, v in stats.as_dict().items() if k != "gates"},
-        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "search_index")),
+        data_version=dg.DataVersion(data_version(parts, "search_index")),
     )
     for name in INDEX_GATES:
-        gate = stats.gates.get(name, {"passed": True, "message": "not evaluated"})
-        yield dg.AssetCheckResult(check_name=name, passed=gate["passed"], metadata={"message": gate["message"]})
+        gate = stats.gates.get(name, Gate(name, True, "not evaluated"))
+        yield dg.AssetCheckResult(check_name=name, passed=gate.passed, metadata={"message": gate.message})

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from rag_platform import refresh
-from rag_platform.defs.resources import PlatformResource, RefreshLockResource
+from rag_platform.defs.resources import PlatformResource
+from rag_platform.pipeline import steps
+from rag_platform.pipeline.data_versions import data_version
 
 FULL_TAG = "rag/full"
 
@@ -19,14 +20,17 @@ def is_full_rebuild(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCo
     description="Append-only document versions (and deletion tombstones) read from the registered source folders.",
     code_version="1",
 )
-def raw_documents(
-    context: dg.AssetExecutionContext, platform: PlatformResource, refresh_lock: RefreshLockResource
-) -> dg.MaterializeResult:
-    stats = refresh.ingest(platform.settings(), context.run_id, is_full_rebuild(context))
+def raw_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+    parts = platform.parts
+    stats = steps.ingest(parts, context.run_id, is_full_rebuild(context))
     context.log.info(f"documents: {stats.as_dict()}")
     return dg.MaterializeResult(
-        metadata=stats.as_dict(),
-        data_version=dg.DataVersion(refresh.data_version(platform.settings(), "raw_documents")),
+        metadata={
+            **stats.as_dict(),
+            "settings_fingerprint": parts.settings_fingerprint,
+            "settings": dg.MetadataValue.json(parts.settings.as_dict()),
+        },
+        data_version=dg.DataVersion(data_version(parts, "raw_documents")),
     )
 
 
@@ -36,7 +40,7 @@ def raw_documents(
     "Warns without blocking: the rest of the corpus still refreshes.",
 )
 def no_documents_quarantined(platform: PlatformResource) -> dg.AssetCheckResult:
-    rows = refresh.quarantine_report(platform.settings())
+    rows = steps.quarantine_report(platform.parts)
     table = "\n".join(
         ["| source | code | reason | since |", "|---|---|---|---|"]
         + [f"| {r['source']} | {r['code']} | {r['reason']} | {r['since']} |" for r in rows]

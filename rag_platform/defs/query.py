@@ -4,6 +4,7 @@ import dagster as dg
 
 from rag_platform.defs.resources import PlatformResource
 from rag_platform.lineage import latest_evaluation
+from rag_platform.retrieval import Searcher
 from rag_platform.standing import run_standing_queries
 
 # Re-run when the served index changes, and only when its blocking checks passed: Dagster's blocking checks
@@ -20,7 +21,8 @@ AFTER_SERVED_INDEX = dg.AutomationCondition.eager() & dg.AutomationCondition.all
     code_version="1",
 )
 def reranked_query_results(platform: PlatformResource) -> dg.MaterializeResult:
-    report = run_standing_queries(platform.settings())
+    parts = platform.parts
+    report = run_standing_queries(Searcher(parts.settings, parts.embedder, parts.backend))
     return dg.MaterializeResult(
         metadata={
             "results": dg.MetadataValue.md(report.markdown),
@@ -43,7 +45,7 @@ def reranked_query_results(platform: PlatformResource) -> dg.MaterializeResult:
     code_version="1",
 )
 def retrieval_evaluation(platform: PlatformResource) -> dg.MaterializeResult:
-    evaluation = latest_evaluation(platform.settings())
+    evaluation = latest_evaluation(platform.parts.settings)
     if evaluation is None:
         return dg.MaterializeResult(metadata={"status": "not evaluated: set eval.dataset to score every version"})
     return dg.MaterializeResult(

@@ -1,54 +1,38 @@
-"""Resources: settings, the run-wide refresh lock, the search backend, and dbt."""
+"""The platform resource: one ``RunParts`` per run (settings resolved once), and the refresh lock held for the
+whole run, so runs from the CLI, sensors and the UI never interleave their writes."""
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from rag_platform.backends import IndexBackend, make_backend
-from rag_platform.config import Settings, load_settings
 from rag_platform.locking import refresh_lock
-from rag_platform.refresh import prewarm
+from rag_platform.parts import RunParts
 
 
 class PlatformResource(dg.ConfigurableResource):
-    """Platform settings from the home's config.toml (``RAG_PLATFORM_HOME`` when ``home`` is empty)."""
+    """The platform home's parts; ``home`` empty means ``$RAG_PLATFORM_HOME`` (read once, when the run starts)."""
 
     home: str = ""
-
-    def settings(self) -> Settings:
-        return load_settings(Path(self.home) if self.home else None)
-
-    def backend(self) -> IndexBackend:
-        return make_backend(self.settings())
-
-
-class RefreshLockResource(dg.ConfigurableResource):
-    """Holds the platform's refresh lock for the whole run, so runs from the CLI, sensors and UI never interleave.
-
-    ``prewarm()`` starts loading what later steps need in the background; the run waits for it before ending."""
-
-    home: str = ""
-    timeout_s: float = 3600.0
-    _settings: Settings | None = PrivateAttr(default=None)
-    _warming: threading.Thread | None = PrivateAttr(default=None)
+    lock_timeout_s: float = 3600.0
+    _parts: RunParts | None = PrivateAttr(default=None)
 
     @contextmanager
-    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[Any]:
-        self._settings = load_settings(Path(self.home) if self.home else None)
-        with refresh_lock(self._settings.lock_path, self.timeout_s, on_wait=context.log.info if context.log else None):
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlatformResource"]:
+        parts = RunParts.resolve(Path(self.home) if self.home else None)
+        on_wait = context.log.info if context.log else None
+        with refresh_lock(parts.settings.lock_path, self.lock_timeout_s, on_wait=on_wait):
+            self._parts = parts
             try:
                 yield self
             finally:
-                if self._warming is not None:
-                    self._warming.join()  # never leave a half-done import or model load to interpreter shutdown
+                parts.close()
+                self._parts = None
 
-    def prewarm(self) -> None:
-        """Load GX, the search backend and the model on a background thread (once per run). Called where the run
-        only waits (on the dbt subprocess), so the loading does not compete with steps that run Python."""
-        if self._warming is None and self._settings is not None:
-            self._warming = prewarm(self._settings)
+    @property
+    def parts(self) -> RunParts:
+        if self._parts is None:  # used outside a run (direct asset invocation in tests)
+            self._parts = RunParts.resolve(Path(self.home) if self.home else None)
+        return self._parts

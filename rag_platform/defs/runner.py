@@ -1,12 +1,15 @@
 """Run the refresh job in-process against the platform's Dagster instance (the CLI's path into Dagster)."""
 
+import functools
 import os
 import re
 from dataclasses import dataclass
 
 import dagster as dg
 
-from rag_platform.config import load_settings
+from rag_platform.config import Settings
+from rag_platform.dbt import ensure_manifest
+from rag_platform.defs.project import build_definitions
 from rag_platform.defs.sensors import REBUILD_JOB, REFRESH_JOB
 from rag_platform.environment import prepare_environment
 from rag_platform.locking import pid_alive
@@ -20,22 +23,36 @@ class JobOutcome:
     stage_seconds: dict[str, float]
 
 
-def execute_refresh(full: bool, trigger: str = "cli", log_level: str = "WARNING") -> JobOutcome:
-    """Execute the refresh (or rebuild) job in this process; its run shows in the UI's run history.
+@functools.cache
+def _definitions() -> dg.Definitions:
+    return build_definitions()
+
+
+def prepare_home(settings: Settings) -> None:
+    """What loading the definitions needs and never does itself: the Dagster instance folder with its
+    ``dagster.yaml``, and the dbt manifest (parsed once per version of the dbt project)."""
+    prepare_environment(settings)
+    ensure_manifest(settings.home)
+
+
+def execute_refresh(settings: Settings, full: bool, trigger: str = "cli", log_level: str = "WARNING") -> JobOutcome:
+    """Execute the refresh (or rebuild) job in this process on ``settings.home``; its run shows in the UI's run
+    history. The run resolves its own settings from that home once, when it starts.
 
     ``log_level`` applies to Dagster's console logger only; the full event log is stored either way.
     """
-    from rag_platform.definitions import defs
-
-    prepare_environment(load_settings())
+    prepare_home(settings)
     instance = dg.DagsterInstance.get()
     fail_orphaned_runs(instance)
-    job = defs.resolve_job_def(REBUILD_JOB if full else REFRESH_JOB)
+    job = _definitions().resolve_job_def(REBUILD_JOB if full else REFRESH_JOB)
     result = job.execute_in_process(
         instance=instance,
         raise_on_error=False,
         tags={"rag/pid": str(os.getpid()), "rag/trigger": trigger},
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+            "resources": {"platform": {"config": {"home": str(settings.home)}}},
+        },
     )
     return JobOutcome(
         result.run_id,

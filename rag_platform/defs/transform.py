@@ -3,7 +3,6 @@
 import contextlib
 import functools
 import importlib.metadata
-import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,8 +12,10 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from packaging import version
 
-from rag_platform.dbt import dbt_project_dir, ensure_manifest
-from rag_platform.defs.resources import PlatformResource, RefreshLockResource
+from rag_platform.dbt import dbt_project_dir, dbt_vars, ensure_manifest
+from rag_platform.defs.resources import PlatformResource
+from rag_platform.gates import Gate
+from rag_platform.pipeline import steps
 
 
 class Translator(DagsterDbtTranslator):
@@ -34,18 +35,34 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         dbt: DbtCliResource,
         platform: PlatformResource,
-        refresh_lock: RefreshLockResource,
     ) -> Iterator[Any]:
-        settings = platform.settings()
-        os.environ["RAG_PLATFORM_WAREHOUSE"] = str(settings.warehouse_path)
+        parts = platform.parts
         # One target folder for all runs (they never overlap: the refresh lock) keeps dbt's partial parse.
-        target = settings.home / "dbt" / "target"
-        refresh_lock.prewarm()  # while this step waits on dbt
-        # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
-            yield from dbt.cli(["build"], context=context, target_path=target).stream()
+        target = parts.home / "dbt" / "target"
+        parts.start_warmup()  # while this step waits on dbt
+        args = ["build", "--vars", dbt_vars(parts.settings.warehouse_path)]
+        tests: list[Gate] = []
+        try:
+            # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                for event in dbt.cli(args, context=context, target_path=target).stream():
+                    if isinstance(event, dg.AssetCheckResult):
+                        tests.append(dbt_test_gate(event))
+                    yield event
+        finally:
+            # Recorded once dbt has let go of the warehouse file: dbt tests are gates of the run like the others.
+            for gate in tests:
+                steps.gate_recorded(parts, context.run.run_id, gate)
 
     return dbt_models
+
+
+def dbt_test_gate(result: dg.AssetCheckResult) -> Gate:
+    """A dbt test's outcome as a gate of the run."""
+    name = result.check_name or "dbt_test"
+    failures = getattr(result.metadata.get("dagster_dbt/failed_row_count"), "value", None)
+    detail = f"{failures} failing rows" if failures is not None else "failed"
+    return Gate(name, result.passed, f"dbt test {name}: {'passed' if result.passed else detail}")
 
 
 class InstalledDbtResource(DbtCliResource):

@@ -83,7 +83,7 @@ def built_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
         settings = load_settings()
         with warehouse.writer(settings) as con:
             register_source(con, corpus)
-        assert execute_refresh(False, trigger="test").success
+        assert execute_refresh(settings, False, trigger="test").success
         yield root / "home"
     finally:
         os.environ.clear()

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from rag_platform.backends import BackendError, IndexBackend, IndexMissing
 from rag_platform.records import IndexedChunk, sha256_hex
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
 
 DIM = 8
 META = {"model": "contract-model", "chunker_fingerprint": "contract-chunker"}
@@ -184,3 +188,14 @@ CHECKS: list[Callable[[IndexBackend, str], None]] = [
     check_alias_swap_rollback_and_drop,
     check_missing_index_is_index_missing,
 ]
+
+
+def delete_prefixed(client: Elasticsearch, prefix: str) -> None:
+    """Delete every index under ``prefix`` by its concrete name, and with it its aliases.
+
+    Wildcard index deletes are refused since 8.0 (``action.destructive_requires_name`` defaults to true,
+    elasticsearch PR #85591), so the names are listed first; deleting an index removes the aliases on it.
+    """
+    names = sorted(client.indices.get_alias(index=f"{prefix}*", allow_no_indices=True))
+    if names:
+        client.indices.delete(index=",".join(names), ignore_unavailable=True)

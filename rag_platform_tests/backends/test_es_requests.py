@@ -1,8 +1,10 @@
 """Request contracts of the Elasticsearch backend, checked through the real client's HTTP transport.
 
-Every request goes over HTTP to a recording endpoint on 127.0.0.1 (``es_recorder``); bodies are compared with
-the request formats of Elasticsearch's REST reference (create index, bulk, kNN search, RRF retriever,
-aliases), and recorded error responses (429, bulk item failures, missing index) drive the error handling.
+Every request goes over HTTP to a stand-in on 127.0.0.1 (``es_recorder``) that refuses what a 9.x server would
+refuse (the API specification and the reference's rules); bodies are compared with the request formats of
+Elasticsearch's REST reference (create index, bulk, kNN search, RRF retriever, aliases), and recorded error
+responses (429, bulk item failures, missing index) drive the error handling. No test may leave a refusal
+unexamined: the fixture fails a test whose requests the stand-in refused unless the test cleared them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def recorder() -> Iterator[tuple[RecordingElasticsearch, str]]:
     url, stop = serve(rec)
     yield rec, url
     stop()
+    assert not rec.violations, f"the stand-in refused requests a server would refuse: {rec.violations}"
 
 
 def backend_for(url: str, **env: str) -> ElasticsearchBackend:
@@ -219,7 +222,8 @@ def test_hybrid_uses_the_weighted_rrf_retriever_when_licensed(recorder: tuple[Re
 
 def test_weighted_hybrid_before_9_2_falls_back_to_client_fusion(recorder: tuple[RecordingElasticsearch, str]) -> None:
     rec, url = recorder
-    rec.license_type, rec.version = "platinum", "9.1.0"
+    # RRF is an enterprise feature (platinum gets a 403: test_es_server_rules), so enterprise it is here.
+    rec.license_type, rec.version = "enterprise", "9.1.0"
     backend = backend_for(url)
     backend.search_hybrid("idx", "alpha", [1.0, 0, 0, 0], 5, weights=(1.0, 0.2))
     assert all("retriever" not in r.json for r in rec.of("POST", "/idx/_search"))

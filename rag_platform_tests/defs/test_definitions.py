@@ -34,8 +34,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_definitions_validate_from_workspace_yaml(platform_home: Path) -> None:
-    (platform_home / "dagster").mkdir(parents=True)  # the dagster CLI opens the instance before our code
+@pytest.fixture
+def prepared_home(platform_home: Path) -> Path:
+    """A home prepared as every rag-platform command prepares it (instance folder, dbt manifest)."""
+    from rag_platform.config import load_settings
+    from rag_platform.defs.runner import prepare_home
+
+    prepare_home(load_settings())
+    return platform_home
+
+
+def home_files(home: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(home)): (p.stat().st_mtime_ns, p.stat().st_size) for p in home.rglob("*")}
+
+
+def test_loading_the_definitions_writes_nothing_and_runs_nothing(prepared_home: Path) -> None:
+    before = home_files(prepared_home)
+    code = "import rag_platform.definitions as d; print(len(d.defs.resolve_asset_graph().get_all_asset_keys()))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip()) >= len(EXPECTED_ASSETS)
+    assert home_files(prepared_home) == before
+
+
+def test_definitions_without_a_manifest_name_the_step_that_prepares_it(platform_home: Path) -> None:
+    code = "import rag_platform.definitions"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "python -m rag_platform.dbt" in result.stderr
+    assert not platform_home.exists() or not any(platform_home.rglob("*"))
+
+
+def test_definitions_validate_from_workspace_yaml(prepared_home: Path) -> None:
+    platform_home = prepared_home
     result = subprocess.run(
         [str(BIN / "dagster"), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
         capture_output=True,
@@ -47,7 +78,7 @@ def test_definitions_validate_from_workspace_yaml(platform_home: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
-def test_definitions_object_has_every_asset_group_and_kind(platform_home: Path) -> None:
+def test_definitions_object_has_every_asset_group_and_kind(prepared_home: Path) -> None:
     from rag_platform.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -73,7 +104,7 @@ def test_definitions_object_has_every_asset_group_and_kind(platform_home: Path) 
 
 
 def test_the_served_index_has_a_configurable_freshness_policy(
-    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+    prepared_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dagster as dg
 
@@ -109,7 +140,7 @@ def test_dbt_resource_skips_the_version_subprocess_and_the_unused_adapter() -> N
 def test_domain_modules_do_not_import_dagster() -> None:
     code = (
         "import sys\n"
-        "import rag_platform.cli, rag_platform.refresh, rag_platform.indexing, rag_platform.lineage, "
+        "import rag_platform.cli, rag_platform.pipeline.steps, rag_platform.index_sync, rag_platform.lineage, "
         "rag_platform.chunking, rag_platform.ingest, rag_platform.quality, rag_platform.versions\n"
         "assert 'dagster' not in sys.modules, sorted(m for m in sys.modules if m.startswith('dagster'))[:5]\n"
     )
@@ -118,8 +149,8 @@ def test_domain_modules_do_not_import_dagster() -> None:
 
 
 @pytest.mark.slow
-def test_webserver_serves_the_asset_graph(platform_home: Path) -> None:
-    (platform_home / "dagster").mkdir(parents=True)
+def test_webserver_serves_the_asset_graph(prepared_home: Path) -> None:
+    platform_home = prepared_home
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
