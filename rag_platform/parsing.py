@@ -58,7 +58,7 @@ def _title_from_name(path: str) -> str:
 
 def atx_heading(line: str) -> str | None:
     """The text of an ATX heading line (``## Title ##``), else None. Plain string operations, no regex: a
-    heading of 20 KB of spaces costs one pass over the line (the old regex backtracked quadratically)."""
+    heading of 20 KB of spaces costs one pass over the line (the old regex backtracked super-linearly)."""
     body = line.lstrip(" ")
     if len(line) - len(body) > 3 or not body.startswith("#"):
         return None
