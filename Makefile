@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test install lint typecheck pytest test-es bench clean es-spec
+.PHONY: run test install lint typecheck pytest test-es bench clean es-spec browser
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,15 @@ $(ES_SPEC):
 
 es-spec: $(ES_SPEC)
 
-pytest: install $(ES_SPEC)
+# The search page is tested in a real headless browser: Debian's chromium (Playwright from the dev extra
+# drives it). Installed here when possible; without it those tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "no chromium and not root: the search page browser tests will skip" >&2; fi
+
+pytest: install $(ES_SPEC) browser
 	RAG_PLATFORM_TEST_INSTALLED=1 $(BIN)/pytest
 
 test: lint typecheck pytest

@@ -21,7 +21,7 @@ setup(
     packages=[*find_packages(include=["rag_platform", "rag_platform.*"]), "rag_platform.dbt_project"],
     package_dir={"rag_platform.dbt_project": "dbt_project"},
     package_data={
-        "rag_platform": ["sample_corpus/**/*", "py.typed"],
+        "rag_platform": ["sample_corpus/**/*", "py.typed", "api/static/*"],
         "rag_platform.dbt_project": package_files(ROOT / "dbt_project", (".sql", ".yml", ".yaml", ".md")),
     },
     install_requires=[
@@ -48,6 +48,8 @@ setup(
         "fastapi>=0.115",
         "uvicorn>=0.30",
         "httpx>=0.27",
+        # sentence boundaries for the extractive answers (rule-based, no model download)
+        "pysbd>=0.3.4",
     ],
     extras_require={
         "onnx": ["sentence-transformers[onnx]>=5,<6"],
@@ -60,6 +62,8 @@ setup(
             "ruff>=0.6",
             "mypy>=1.11",
             "matplotlib>=3.8",
+            # the search page is tested in a real headless browser: Debian's chromium driven by Playwright
+            "playwright>=1.45",
         ],
     },
     entry_points={"console_scripts": ["rag-platform=rag_platform.cli:main"]},

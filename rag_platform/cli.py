@@ -89,9 +89,8 @@ def _searcher(settings: Settings) -> Any:
     return Searcher.from_settings(settings)
 
 
-def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from rag_platform.search_request import SearchInputError, SearchRequest
-
+def _filters(args: argparse.Namespace) -> dict[str, list[str]] | None:
+    """``--filter FIELD=VALUE`` options (repeatable) as a filters mapping, shared by search and ask."""
     filters: dict[str, list[str]] | None = None
     if args.filter:
         filters = {}
@@ -100,10 +99,27 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             if not sep:
                 raise UsageError(f"--filter expects FIELD=VALUE, got {item!r}")
             filters.setdefault(key, []).append(value)
+    return filters
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.search_request import SearchInputError, SearchRequest
+
+    filters = _filters(args)
     try:
         request = SearchRequest(query=args.query, k=args.k, mode=args.mode, rerank=args.rerank, filters=filters)
         return _searcher(settings).search(request)  # type: ignore[no-any-return]
     except SearchInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.answering import Answerer, AnswerInputError, AskRequest
+
+    request = AskRequest(args.question, k=args.k, mode=args.mode, rerank=args.rerank, filters=_filters(args))
+    try:
+        return Answerer(settings).ask(request)
+    except AnswerInputError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -260,6 +276,14 @@ def _printers() -> dict[str, Callable[[dict[str, Any]], str]]:
             f"run {r['run_id']}: {r['documents']} | chunks {r['chunks']} | index {r['index']['version']} "
             f"({r['index']['count']} chunks) published={r['published']} in {r['seconds']}s"
         ),
+        "ask": lambda r: "\n".join(
+            [r["answer"] if r["answer"] is not None else f"(no answer: {r['reason']})"]
+            + [
+                f"[{c['n']}] {c['title']} ({c['source']}, chunk {c['chunk_id']}): {c['quote']!r}"
+                for c in r["citations"]
+            ]
+            + [f"{r['generator']['provider']} · index {r['index_version']} · {r['took_ms']:.1f} ms"]
+        ),
         "search": lambda r: "\n".join(
             [f"index {r['index_version']} · {r['took_ms']:.1f} ms"]
             + [
@@ -268,6 +292,14 @@ def _printers() -> dict[str, Callable[[dict[str, Any]], str]]:
             ]
         ),
     }
+
+
+def add_retrieval_options(p: argparse.ArgumentParser, k: int) -> None:
+    """The retrieval options of ``search`` and ``ask``."""
+    p.add_argument("--k", type=int, default=k)
+    p.add_argument("--mode", choices=MODES, default="hybrid")
+    p.add_argument("--rerank", choices=RERANKERS, default=None)
+    p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact-match filter (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,10 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="rebuild a new index version from scratch")
     p = add("search", cmd_search, "query the served index")
     p.add_argument("query")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--mode", choices=MODES, default="hybrid")
-    p.add_argument("--rerank", choices=RERANKERS, default=None)
-    p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact-match filter (repeatable)")
+    add_retrieval_options(p, k=10)
+    p = add("ask", cmd_ask, "answer a question from the served index, with citations (or abstain)")
+    p.add_argument("question")
+    add_retrieval_options(p, k=5)
     add("status", cmd_status, "what is indexed and how fresh")
     p = add("audit", cmd_audit, "lineage of a chunk id or document id")
     p.add_argument("id")

@@ -76,6 +76,19 @@ class RerankSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerSettings:
+    # auto: Cohere chat when COHERE_API_KEY is set, the offline extractive generator otherwise.
+    generator: str = "auto"
+    cohere_model: str = "command-a-03-2025"
+    timeout_s: float = 20.0
+    # Abstain when no retrieved sentence is this similar to the question (cosine, embedding.model);
+    # calibrated for the default model by benchmarks/answer_quality.py (README "Answers").
+    min_similarity: float = 0.52
+    max_sentences: int = 3
+    sentence_margin: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
 class QueriesSettings:
     standing: tuple[str, ...] = (
         "How does incremental refresh decide what to re-embed?",
@@ -123,6 +136,7 @@ class Settings:
     gates: GateSettings = field(default_factory=GateSettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -261,6 +275,11 @@ def _validate(settings: Settings) -> None:
         (settings.sensor.max_staleness_s >= 60, "sensor.max_staleness_s must be at least 60"),
         (a.max_k >= 1, "api.max_k must be at least 1"),
         (a.max_query_chars >= 1, "api.max_query_chars must be at least 1"),
+        (
+            settings.answer.generator in {"auto", "extractive", "cohere"},
+            "answer.generator must be auto, extractive or cohere",
+        ),
+        (settings.answer.max_sentences >= 1, "answer.max_sentences must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

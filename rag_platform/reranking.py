@@ -45,6 +45,20 @@ def _rescored(hits: Sequence[Hit], scores: dict[int, float], k: int) -> list[Hit
     return [dataclasses.replace(hits[i], score=float(score)) for i, score in ranked[:k]]
 
 
+def cohere_client(
+    api_key: str, timeout_s: float, http_client: httpx.Client | None = None, base_url: str | None = None
+) -> Any:
+    """A cohere SDK v2 client (imported on first use); ``http_client`` lets tests replay recorded exchanges."""
+    import cohere
+
+    kwargs: dict[str, Any] = {"api_key": api_key, "timeout": timeout_s}
+    if http_client is not None:
+        kwargs["httpx_client"] = http_client
+    if base_url:
+        kwargs["base_url"] = base_url
+    return cohere.ClientV2(**kwargs)
+
+
 class CohereReranker:
     """Cohere Rerank via the cohere SDK; ``http_client`` lets tests replay recorded exchanges."""
 
@@ -73,14 +87,7 @@ class CohereReranker:
             raise RerankUnavailable("COHERE_API_KEY is not set")
         with self._lock:
             if self._client is None:
-                import cohere
-
-                kwargs: dict[str, Any] = {"api_key": self.api_key, "timeout": self.timeout_s}
-                if self.http_client is not None:
-                    kwargs["httpx_client"] = self.http_client
-                if self.base_url:
-                    kwargs["base_url"] = self.base_url
-                self._client = cohere.ClientV2(**kwargs)
+                self._client = cohere_client(self.api_key, self.timeout_s, self.http_client, self.base_url)
             return self._client
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:

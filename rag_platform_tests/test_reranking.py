@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cohere_recorder import RecordedCohere, error
 
 from rag_platform.config import Settings
 from rag_platform.records import Hit
@@ -28,23 +29,8 @@ QUERY = "how do I roll back an index version?"
 SETTINGS = Settings(home=Path("unused-home"))  # rerank_hits reads only the rerank section
 
 
-class RecordedCohere:
-    """Replays recorded Cohere v2 rerank responses in order and keeps the requests it saw."""
-
-    def __init__(self, *responses: httpx.Response | Exception):
-        self.responses = list(responses)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        reply = self.responses.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    def reranker(self, **kwargs: object) -> CohereReranker:
-        client = httpx.Client(transport=httpx.MockTransport(self))
-        return CohereReranker("rerank-v3.5", "test-key-123", http_client=client, **kwargs)  # type: ignore[arg-type]
+def recorded_reranker(recorded: RecordedCohere) -> CohereReranker:
+    return CohereReranker("rerank-v3.5", "test-key-123", http_client=recorded.client())
 
 
 def rerank_ok(*ranked: tuple[int, float]) -> httpx.Response:
@@ -56,13 +42,9 @@ def rerank_ok(*ranked: tuple[int, float]) -> httpx.Response:
     return httpx.Response(200, json=body)
 
 
-def error(status: int, message: str, **headers: str) -> httpx.Response:
-    return httpx.Response(status, json={"message": message}, headers=headers)
-
-
 def test_cohere_request_and_rescored_order() -> None:
     recorded = RecordedCohere(rerank_ok((1, 0.91), (2, 0.12)))
-    ranked, info = rerank_hits("cohere", QUERY, HITS, 2, SETTINGS, recorded.reranker())
+    ranked, info = rerank_hits("cohere", QUERY, HITS, 2, SETTINGS, recorded_reranker(recorded))
     assert info == {"applied": True, "provider": "cohere", "reason": None}
     assert [(h.chunk_id, h.score) for h in ranked] == [("c1", 0.91), ("c2", 0.12)]
     [request] = recorded.requests
@@ -78,7 +60,7 @@ def test_cohere_request_and_rescored_order() -> None:
 
 def test_cohere_rate_limit_is_retried() -> None:
     recorded = RecordedCohere(error(429, "rate limited", **{"retry-after": "0"}), rerank_ok((0, 0.5)))
-    ranked, info = rerank_hits("cohere", QUERY, HITS, 1, SETTINGS, recorded.reranker())
+    ranked, info = rerank_hits("cohere", QUERY, HITS, 1, SETTINGS, recorded_reranker(recorded))
     assert info["applied"] and [h.chunk_id for h in ranked] == ["c0"]
     assert len(recorded.requests) == 2
 
@@ -94,7 +76,7 @@ def test_cohere_rate_limit_is_retried() -> None:
 )
 def test_cohere_failures_fall_back_to_retrieval_order(replies: list[httpx.Response | Exception], reason: str) -> None:
     recorded = RecordedCohere(*replies)
-    ranked, info = rerank_hits("cohere", QUERY, HITS, 2, SETTINGS, recorded.reranker())
+    ranked, info = rerank_hits("cohere", QUERY, HITS, 2, SETTINGS, recorded_reranker(recorded))
     assert [h.chunk_id for h in ranked] == ["c0", "c1"]  # retrieval order, not an error
     assert info["applied"] is False and info["provider"] == "cohere" and reason in info["reason"]
     assert "test-key-123" not in info["reason"]

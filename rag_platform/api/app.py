@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from rag_platform.answering import Answerer, AnswerInputError, AskRequest
+from rag_platform.api.page import add_search_page, is_page_asset
 from rag_platform.backends import BackendError, BackendUnavailable, IndexMissing
 from rag_platform.config import Settings
 from rag_platform.retrieval import Searcher
@@ -84,6 +86,14 @@ def search_body(max_k: int, max_query_chars: int) -> type[SearchBody]:
     return bounded
 
 
+def answer_body(max_k: int) -> type[AnswerBody]:
+    """``AnswerBody`` with ``k`` bounded by the setting ``api.max_k``."""
+    bounded: type[AnswerBody] = create_model(
+        "AnswerBody", __base__=AnswerBody, k=(int, Field(default=5, ge=1, le=max_k, strict=True))
+    )
+    return bounded
+
+
 class Reranked(BaseModel):
     applied: bool
     provider: str
@@ -102,6 +112,48 @@ class SearchResult(BaseModel):
     index_version: str
     run_id: str
     reranked: Reranked
+
+
+class AnswerBody(BaseModel):
+    """The question; ``k``'s upper bound is ``api.max_k`` (``answer_body`` binds it per app). Strict types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    question: str = Field(min_length=1, max_length=10_000)
+    k: int = Field(default=5, ge=1)
+    mode: SearchMode = "hybrid"
+    rerank: RerankProvider | None = None
+    filters: dict[str, str | list[str]] | None = None
+
+
+class Citation(BaseModel):
+    n: int
+    chunk_id: str
+    document_id: str
+    source: str
+    title: str
+    quote: str
+    document_version: str
+    quote_start: int
+
+
+class GeneratorInfo(BaseModel):
+    provider: Literal["cohere", "extractive"]
+    model: str
+    fallback_reason: str | None
+
+
+class AnswerResponse(BaseModel):
+    question: str
+    answer: str | None
+    abstained: bool
+    reason: str | None
+    citations: list[Citation]
+    generator: GeneratorInfo
+    index_version: str
+    took_ms: float
+    grounding: dict[str, float]
+    timings_ms: dict[str, float]
 
 
 class QuarantinedDocument(BaseModel):
@@ -150,11 +202,13 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         description="Search the served index and audit any result back to its source.",
     )
     state = {"searcher": searcher or Searcher.from_settings(settings)}
+    answerer = Answerer(settings, state["searcher"])
     keys = api_keys()
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        if keys and request.url.path != "/health":
+        # The search page's own files hold no data and must load before the page can ask for a key.
+        if keys and request.url.path != "/health" and not is_page_asset(request.url.path):
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             valid = scheme.lower() == "bearer" and any(hmac.compare_digest(token.encode(), k.encode()) for k in keys)
@@ -214,7 +268,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         except Exception as exc:
             logger.warning("health: search backend unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
             version, backend = None, "unavailable"
-        return {"status": "ok", "index_version": version, "backend": backend}
+        return {"status": "ok", "index_version": version, "backend": backend, "auth_required": bool(keys)}
 
     def search(body: SearchBody) -> Any:
         request = SearchRequest(query=body.query, k=body.k, mode=body.mode, rerank=body.rerank, filters=body.filters)
@@ -230,6 +284,22 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES, summary="Search the served index")(
         search
     )
+
+    def answer(body: AnswerBody) -> Any:
+        request = AskRequest(body.question, k=body.k, mode=body.mode, rerank=body.rerank, filters=body.filters)
+        try:
+            return answerer.ask(request)
+        except AnswerInputError as exc:
+            return error(422, exc.code, str(exc))
+        except (BackendUnavailable, IndexMissing, BackendError, OSError) as exc:
+            return backend_error(exc)
+
+    answer.__annotations__["body"] = answer_body(settings.api.max_k)
+    app.post("/answer", response_model=AnswerResponse, responses=ERROR_RESPONSES, summary="Answer with citations")(
+        answer
+    )
+
+    add_search_page(app)
 
     def lineage(identifier: str) -> Any:
         from rag_platform.lineage import audit

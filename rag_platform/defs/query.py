@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from rag_platform.answering import answer_standing
 from rag_platform.defs.resources import PlatformResource
 from rag_platform.lineage import latest_evaluation
 from rag_platform.retrieval import Searcher
@@ -22,13 +23,17 @@ AFTER_SERVED_INDEX = dg.AutomationCondition.eager() & dg.AutomationCondition.all
 )
 def reranked_query_results(platform: PlatformResource) -> dg.MaterializeResult:
     parts = platform.parts
-    report = run_standing_queries(Searcher(parts.settings, parts.embedder, parts.backend))
+    searcher = Searcher(parts.settings, parts.embedder, parts.backend)
+    report = run_standing_queries(searcher)
+    answers = answer_standing(searcher)
     return dg.MaterializeResult(
         metadata={
             "results": dg.MetadataValue.md(report.markdown),
             "queries": len(report.queries),
             "p95_latency_ms": report.p95_ms,
             "index_version": report.index_version or "",
+            "answers": dg.MetadataValue.md(answers.markdown),
+            "answers_abstained": answers.abstained,
         }
     )
 

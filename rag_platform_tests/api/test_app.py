@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,85 +12,9 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
+from served_api import Server
 
-from rag_platform.config import load_settings
-
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, home: Path, keys: str | None = None):
-        import uvicorn
-
-        from rag_platform.api.app import create_app
-
-        if keys is not None:
-            os.environ["RAG_PLATFORM_API_KEYS"] = keys
-        try:
-            app = create_app(load_settings(home))
-        finally:
-            os.environ.pop("RAG_PLATFORM_API_KEYS", None)
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> httpx.Client:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
-        return self.client
-
-    def __exit__(self, *exc: Any) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def built_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Path]:
-    """A platform home with a published index of the fixture corpus (tiny model, real pipeline)."""
-    from rag_platform import warehouse
-    from rag_platform.defs.runner import execute_refresh
-    from rag_platform.ingest import register_source
-
-    root = tmp_path_factory.mktemp("api")
-    corpus = root / "corpus"
-    shutil.copytree(CORPUS, corpus)
-    (corpus / "empty.md").write_bytes(b"")  # quarantined: visible through GET /quarantine
-    saved = dict(os.environ)
-    os.environ.update(
-        {
-            "RAG_PLATFORM_HOME": str(root / "home"),
-            "DAGSTER_HOME": str(root / "home" / "dagster"),
-            "RAG_PLATFORM__EMBEDDING__MODEL": str(tiny_model_dir),
-        }
-    )
-    try:
-        settings = load_settings()
-        with warehouse.writer(settings) as con:
-            register_source(con, corpus)
-        assert execute_refresh(settings, False, trigger="test").success
-        yield root / "home"
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-@pytest.fixture
-def api(built_home: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Iterator[httpx.Client]:
-    monkeypatch.setenv("RAG_PLATFORM_HOME", str(built_home))
-    monkeypatch.setenv("RAG_PLATFORM__EMBEDDING__MODEL", str(tiny_model_dir))
-    with Server(built_home) as client:
-        yield client
 
 
 def test_health_and_search_with_provenance(api: httpx.Client) -> None:
