@@ -20,6 +20,7 @@ from typing import Any
 from rag_platform.config import ConfigError, Settings, load_settings
 from rag_platform.environment import prepare_environment
 from rag_platform.search_request import MODES, RERANKERS
+from rag_platform.settings_checks import check_settings
 
 
 class UsageError(Exception):
@@ -415,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore")
     try:
         settings = load_settings()
+        check_settings(settings)
         prepare_environment(settings)
         result = args.handler(args, settings)
         if args.command_name not in {"serve", "ui", "demo"}:

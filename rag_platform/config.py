@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +180,8 @@ def platform_home() -> Path:
 
 
 def _coerce(section: str, key: str, raw: Any, default: Any) -> Any:
+    """``raw`` (from TOML, or a string from the environment) as the type of ``default``; strict: a TOML
+    ``true`` is not a number, a number is not a string, and NaN or infinity is no setting."""
     where = f"{section}.{key}"
     try:
         if isinstance(default, bool):
@@ -185,25 +189,37 @@ def _coerce(section: str, key: str, raw: Any, default: Any) -> Any:
                 if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
                     raise ValueError(raw)
                 return raw.lower() in {"1", "true", "yes"}
-            return bool(raw)
+            if not isinstance(raw, bool):
+                raise ValueError(raw)
+            return raw
         if isinstance(default, tuple):
             if isinstance(raw, str):
                 raw = json.loads(raw) if raw.strip().startswith("[") else [raw] if raw else []
             if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
                 raise ValueError(raw)
             return tuple(raw)
+        if not isinstance(default, str) and (isinstance(raw, bool) or not isinstance(raw, str | int | float)):
+            raise ValueError(raw)
         if isinstance(default, int):
             if isinstance(raw, float) and not raw.is_integer():
                 raise ValueError(raw)
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
         if not isinstance(raw, str):
             raise ValueError(raw)
         return raw
-    except (ValueError, TypeError, json.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, json.JSONDecodeError):
         kind = type(default).__name__ if not isinstance(default, tuple) else "list of strings"
-        raise ConfigError(f"config {where}: expected {kind}, got {raw!r}") from None
+        raise ConfigError(f"config {where}: expected {kind}, got {_shown(raw)}") from None
+
+
+def _shown(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _default_toml() -> str:
@@ -216,23 +232,49 @@ def _default_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
+_ALIAS = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")  # a name both LanceDB and Elasticsearch accept
+
+
 def _validate(settings: Settings) -> None:
+    """Every key's range: one line naming the key and what it must be, before anything runs with it. Checks
+    against the domain's own definitions (runtimes, index types, providers, the model's window) are
+    ``settings_checks.check_settings``: this base module imports no domain module."""
+    e, c, i, r, g, a = (
+        settings.embedding,
+        settings.chunker,
+        settings.index,
+        settings.rerank,
+        settings.gates,
+        settings.api,
+    )
     checks = [
-        (settings.chunker.max_tokens >= 16, "chunker.max_tokens must be at least 16"),
-        (0 <= settings.chunker.overlap < settings.chunker.max_tokens, "chunker.overlap must be in [0, max_tokens)"),
-        (settings.index.keep_versions >= 1, "index.keep_versions must be at least 1"),
-        (settings.source.max_bytes > 0, "source.max_bytes must be positive"),
-        (settings.embedding.batch_size > 0, "embedding.batch_size must be positive"),
-        (settings.embedding.commit_every > 0, "embedding.commit_every must be positive"),
-        (settings.index.write_batch > 0, "index.write_batch must be positive"),
-        (0.0 <= settings.gates.max_delete_fraction <= 1.0, "gates.max_delete_fraction must be in [0, 1]"),
+        (bool(e.model.strip()), "embedding.model must not be empty"),
+        (e.batch_size >= 1, "embedding.batch_size must be at least 1"),
+        (e.threads >= 0, "embedding.threads must be 0 (automatic) or more"),
+        (e.commit_every >= 1, "embedding.commit_every must be at least 1"),
+        (c.max_tokens >= 16, "chunker.max_tokens must be at least 16"),
+        (0 <= c.overlap < c.max_tokens, "chunker.overlap must be in [0, chunker.max_tokens)"),
+        (settings.source.max_bytes >= 1, "source.max_bytes must be at least 1"),
+        (i.backend in {"lancedb", "elasticsearch"}, "index.backend must be lancedb or elasticsearch"),
+        (bool(_ALIAS.fullmatch(i.alias)), "index.alias must be 1-100 of a-z, 0-9, _, . and -, starting alphanumeric"),
+        (i.keep_versions >= 1, "index.keep_versions must be at least 1"),
+        (i.ann_min_rows >= 0, "index.ann_min_rows must be 0 or more"),
+        (i.rrf_k >= 1, "index.rrf_k must be at least 1"),
+        (0.0 <= i.keyword_weight <= 1.0, "index.keyword_weight must be in [0, 1]"),
+        (i.candidates >= 1, "index.candidates must be at least 1"),
+        (1 <= i.num_candidates <= 10_000, "index.num_candidates must be in [1, 10000]"),
+        (i.shards >= 1, "index.shards must be at least 1"),
+        (i.replicas >= 0, "index.replicas must be at least 0"),
+        (i.write_batch >= 1, "index.write_batch must be at least 1"),
+        (r.timeout_s > 0, "rerank.timeout_s must be positive"),
+        (r.candidates >= 1, "rerank.candidates must be at least 1"),
+        (settings.queries.k >= 1, "queries.k must be at least 1"),
+        (0.0 <= g.ndcg_tolerance <= 1.0, "gates.ndcg_tolerance must be in [0, 1]"),
+        (0.0 <= g.max_delete_fraction <= 1.0, "gates.max_delete_fraction must be in [0, 1]"),
         (settings.sensor.interval_s >= 1, "sensor.interval_s must be at least 1"),
         (settings.sensor.max_staleness_s >= 60, "sensor.max_staleness_s must be at least 60"),
-        (settings.index.backend in {"lancedb", "elasticsearch"}, "index.backend must be lancedb or elasticsearch"),
-        (settings.index.shards >= 1, "index.shards must be at least 1"),
-        (settings.index.replicas >= 0, "index.replicas must be at least 0"),
-        (1 <= settings.index.num_candidates <= 10_000, "index.num_candidates must be in [1, 10000]"),
-        (settings.index.rrf_k >= 1, "index.rrf_k must be at least 1"),
+        (a.max_k >= 1, "api.max_k must be at least 1"),
+        (a.max_query_chars >= 1, "api.max_query_chars must be at least 1"),
         (
             settings.answer.generator in {"auto", "extractive", "cohere"},
             "answer.generator must be auto, extractive or cohere",
@@ -244,21 +286,36 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"config: {message}")
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed config file; a folder in its place, binary content or bad TOML is one ConfigError line."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return tomllib.loads(text)
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (binary content?)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+
+
 def load_settings(home: Path | None = None, *, create: bool = True) -> Settings:
     """Read ``config.toml`` under the home (writing defaults when absent) and apply env overrides."""
     home = (home or platform_home()).resolve()
     path = home / "config.toml"
-    if create and not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".toml.tmp")
-        tmp.write_text(_default_toml(), encoding="utf-8")
-        os.replace(tmp, path)
+    if create and not path.exists() and not path.is_symlink():
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".toml.tmp")
+            tmp.write_text(_default_toml(), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from None
     data: dict[str, dict[str, Any]] = {}
     if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        data = _read_toml(path)
     for name, value in os.environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -270,6 +327,8 @@ def load_settings(home: Path | None = None, *, create: bool = True) -> Settings:
     for section, values in data.items():
         if section not in SECTIONS:
             raise ConfigError(f"config: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config: [{section}] must be a table of keys, got {_shown(values)}")
         cls = SECTIONS[section]
         defaults = cls()
         known = {f.name for f in dataclasses.fields(cls)}

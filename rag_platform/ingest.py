@@ -79,7 +79,7 @@ class _Writes:
     raw: list[tuple[object, ...]] = field(default_factory=list)
     events: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     file_state: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
-    quarantine: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    quarantine: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
     unquarantine: list[str] = field(default_factory=list)
 
     def event(self, uri: str, event: str, version: str | None) -> None:
@@ -127,7 +127,7 @@ RAW_COLUMNS = (
     "ingested_at",
 )
 FILE_STATE_COLUMNS = ("uri", "source", "file_key", "document_version", "status")
-QUARANTINE_COLUMNS = ("uri", "source", "reason", "document_version", "since", "run_id")
+QUARANTINE_COLUMNS = ("uri", "source", "reason", "document_version", "code", "since", "run_id")
 EVENT_COLUMNS = ("uri", "document_id", "event", "document_version", "run_id", "occurred_at")
 
 
@@ -145,7 +145,9 @@ def ingest_sources(con: duckdb.DuckDBPyConnection, roots: Iterable[Path], run_id
             "SELECT uri, file_key, document_version, status FROM file_state"
         ).fetchall()
     }
-    quarantined_before = {r[0]: r[1] for r in con.execute("SELECT uri, reason FROM quarantine").fetchall()}
+    quarantined_before = {
+        r[0]: (r[1], r[2]) for r in con.execute("SELECT uri, reason, code FROM quarantine").fetchall()
+    }
     seen: set[str] = set()
     writes = _Writes(run_id)
 
@@ -187,7 +189,7 @@ def _ingest_file(
     max_bytes: int,
     live: dict[str, str],
     known: dict[str, tuple[str, str | None, str]],
-    quarantined_before: dict[str, str],
+    quarantined_before: dict[str, tuple[str, str | None]],
     stats: IngestStats,
 ) -> None:
     key = file_fingerprint(file)
@@ -205,8 +207,8 @@ def _ingest_file(
     if result.quarantined is not None:
         stats.quarantined += 1
         q = result.quarantined
-        if quarantined_before.get(file.uri) != q.reason:
-            writes.quarantine.append((q.uri, q.source, q.reason, q.document_version))
+        if quarantined_before.get(file.uri) != (q.reason, q.code):
+            writes.quarantine.append((q.uri, q.source, q.reason, q.document_version, q.code))
             writes.event(file.uri, "quarantined", q.document_version)
         if file.uri in live:
             writes.tombstone(file.uri, file.source)

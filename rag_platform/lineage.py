@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from rag_platform.records import QuarantineCode
 from rag_platform.warehouse import first_row, reader, rows_as_dicts, scalar
 
 if TYPE_CHECKING:
@@ -167,9 +168,38 @@ def index_checksum(hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+# Rows quarantined before the ``code`` column existed: their reason texts, by the code they stand for.
+_LEGACY_REASONS = (
+    ("empty file", QuarantineCode.EMPTY),
+    ("no text content", QuarantineCode.EMPTY),
+    ("binary content", QuarantineCode.BINARY),
+    ("invalid UTF-8", QuarantineCode.BAD_ENCODING),
+    ("file is ", QuarantineCode.TOO_LARGE),
+    ("unreadable", QuarantineCode.UNREADABLE),
+)
+
+
+def quarantine_code(code: str | None, reason: str) -> str:
+    """The row's stable code; for a row written before codes existed, the code its reason text stands for."""
+    if code:
+        return code
+    return next((c for prefix, c in _LEGACY_REASONS if reason.startswith(prefix)), QuarantineCode.UNPARSEABLE)
+
+
 def quarantine_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """The quarantine table as the contract shows it: ``source``, ``reason``, ``since``."""
-    return [_clean(r) for r in rows_as_dicts(con, "SELECT uri AS source, reason, since FROM quarantine ORDER BY uri")]
+    """The quarantine table as the contract shows it: ``source``, ``code``, ``reason``, ``since``."""
+    rows = rows_as_dicts(con, "SELECT * FROM quarantine ORDER BY uri")  # * : a snapshot from before ``code``
+    return [
+        _clean(
+            {
+                "source": r["uri"],
+                "code": quarantine_code(r.get("code"), r["reason"]),
+                "reason": r["reason"],
+                "since": r["since"],
+            }
+        )
+        for r in rows
+    ]
 
 
 def quarantined(settings: Settings) -> list[dict[str, Any]]:

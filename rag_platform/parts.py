@@ -26,6 +26,7 @@ from rag_platform.embedding import Embedder, cached_embedder
 from rag_platform.index_plan import IndexTarget
 from rag_platform.index_sync import IndexPolicy
 from rag_platform.records import stable_hash
+from rag_platform.settings_checks import check_settings
 
 if TYPE_CHECKING:
     import duckdb
@@ -42,8 +43,10 @@ class RunParts:
 
     @classmethod
     def resolve(cls, home: Path | None = None) -> RunParts:
-        """Read the settings of ``home`` (``$RAG_PLATFORM_HOME`` when None) once."""
-        return cls(load_settings(home))
+        """Read the settings of ``home`` (``$RAG_PLATFORM_HOME`` when None) once, checked against the model."""
+        settings = load_settings(home)
+        check_settings(settings)
+        return cls(settings)
 
     @property
     def home(self) -> Path:

@@ -64,14 +64,33 @@ class ParsedDocument:
         return document_id(self.uri)
 
 
+class QuarantineCode:
+    """Stable codes of ``status.quarantined[].code`` (README "Quarantine codes"); ``reason`` says the details."""
+
+    OUTSIDE_SOURCE = "outside_source"
+    NOT_REGULAR_FILE = "not_regular_file"
+    TOO_LARGE = "too_large"
+    EMPTY = "empty"
+    BINARY = "binary"
+    BAD_ENCODING = "bad_encoding"
+    UNREADABLE = "unreadable"
+    UNPARSEABLE = "unparseable"
+    BAD_FILENAME = "bad_filename"
+    NOTHING_TO_SEARCH = "nothing_to_search"
+
+
+QUARANTINE_CODES = tuple(v for k, v in vars(QuarantineCode).items() if k.isupper())
+
+
 @dataclass(frozen=True, slots=True)
 class Quarantined:
-    """A file that could not become a document, with the reason."""
+    """A file that could not become a document: a stable ``code`` and a readable ``reason``."""
 
     uri: str
     source: str
     reason: str
     document_version: str | None
+    code: str = QuarantineCode.UNPARSEABLE
 
 
 @dataclass(frozen=True, slots=True)

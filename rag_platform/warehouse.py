@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     uri VARCHAR PRIMARY KEY, source VARCHAR, reason VARCHAR, document_version VARCHAR,
     since TIMESTAMP, run_id VARCHAR
 );
+-- Added after the first release: homes created before it gain the column (NULL: lineage.quarantine_code).
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS code VARCHAR;
 CREATE TABLE IF NOT EXISTS document_events (
     uri VARCHAR, document_id VARCHAR, event VARCHAR, document_version VARCHAR, run_id VARCHAR, occurred_at TIMESTAMP
 );
@@ -165,7 +167,7 @@ def export_snapshot(settings: Settings, extra: dict[str, str] | None = None) -> 
         leftover.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:
-        con.execute(f"ATTACH '{settings.warehouse_path}' AS w (READ_ONLY)")
+        con.execute("ATTACH ? AS w (READ_ONLY)", [str(settings.warehouse_path)])  # a quote in the home is data
         queries = dict(SNAPSHOT_QUERIES)
         tables = {
             r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name='w'").fetchall()

@@ -82,10 +82,11 @@ def test_bad_files_are_quarantined_with_reason(
 
 
 def test_unreadable_file_is_quarantined(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
-    """A dangling symlink is listed by the folder scan but cannot be read (works even as root)."""
+    """A dangling symlink (to a missing file inside the source) is listed by the folder scan but cannot be read
+    (works even as root)."""
     src = tmp_path / "src"
     write(src / "good.md", "# Good\n\ntext")
-    (src / "dangling.md").symlink_to(tmp_path / "nowhere.md")
+    (src / "dangling.md").symlink_to(src / "nowhere.md")
     stats = ingest_sources(con, [src], "run1", 10_000)
     assert (stats.added, stats.quarantined) == (1, 1)
     reasons = [r[0] for r in con.execute("SELECT reason FROM quarantine").fetchall()]

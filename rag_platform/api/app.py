@@ -14,8 +14,10 @@ from typing import Any, Literal, get_args
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from rag_platform.answering import Answerer, AnswerInputError, AskRequest
 from rag_platform.api.page import add_search_page, is_page_asset
@@ -23,6 +25,7 @@ from rag_platform.backends import BackendError, BackendUnavailable, IndexMissing
 from rag_platform.config import Settings
 from rag_platform.retrieval import Searcher
 from rag_platform.search_request import RerankProvider, SearchInputError, SearchMode, SearchRequest
+from rag_platform.settings_checks import check_settings
 
 logger = logging.getLogger("rag_platform.api")
 
@@ -58,13 +61,37 @@ class ErrorBody(BaseModel):
 
 
 class SearchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The search request; the upper bounds of ``k`` and the query's length are settings (``search_body``
+    binds them per app), so the OpenAPI schema and the check in ``SearchRequest`` state one limit each.
+    Strict: ``"k": true`` is not 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(min_length=1, max_length=10_000)
-    k: int = Field(default=10, ge=1, le=1000)
+    k: int = Field(default=10, ge=1)
     mode: SearchMode = "hybrid"
     rerank: RerankProvider | None = None
     filters: dict[str, str | list[str]] | None = None
+
+
+def search_body(max_k: int, max_query_chars: int) -> type[SearchBody]:
+    """``SearchBody`` with ``k`` and the query's length bounded by the settings ``api.max_k`` and
+    ``api.max_query_chars``, the limits ``SearchRequest`` enforces."""
+    bounded: type[SearchBody] = create_model(
+        "SearchBody",
+        __base__=SearchBody,
+        query=(str, Field(min_length=1, max_length=max_query_chars)),
+        k=(int, Field(default=10, ge=1, le=max_k, strict=True)),
+    )
+    return bounded
+
+
+def answer_body(max_k: int) -> type[AnswerBody]:
+    """``AnswerBody`` with ``k`` bounded by the setting ``api.max_k``."""
+    bounded: type[AnswerBody] = create_model(
+        "AnswerBody", __base__=AnswerBody, k=(int, Field(default=5, ge=1, le=max_k, strict=True))
+    )
+    return bounded
 
 
 class Reranked(BaseModel):
@@ -88,10 +115,12 @@ class SearchResult(BaseModel):
 
 
 class AnswerBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The question; ``k``'s upper bound is ``api.max_k`` (``answer_body`` binds it per app). Strict types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(min_length=1, max_length=10_000)
-    k: int = Field(default=5, ge=1, le=1000)
+    k: int = Field(default=5, ge=1)
     mode: SearchMode = "hybrid"
     rerank: RerankProvider | None = None
     filters: dict[str, str | list[str]] | None = None
@@ -129,6 +158,7 @@ class AnswerResponse(BaseModel):
 
 class QuarantinedDocument(BaseModel):
     source: str
+    code: str
     reason: str
     since: str
 
@@ -165,6 +195,7 @@ def api_keys() -> list[str]:
 
 def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     """The FastAPI application; ``searcher`` may be injected (tests), otherwise built from settings."""
+    check_settings(settings)
     app = FastAPI(
         title="rag-platform query API",
         version="1.0.0",
@@ -191,10 +222,15 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
                 return error(413, "payload_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
         elif request.method in {"POST", "PUT", "PATCH"}:
             body = b""
-            async for part in request.stream():
-                body += part
-                if len(body) > MAX_BODY_BYTES:
-                    return error(413, "payload_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+            try:
+                async for part in request.stream():
+                    body += part
+                    if len(body) > MAX_BODY_BYTES:
+                        return error(413, "payload_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+            except ClientDisconnect:
+                # The client went away mid-body: nobody to answer, nothing went wrong here; no traceback.
+                logger.debug("client disconnected during the request body of %s", request.url.path)
+                return Response(status_code=400)
             request._body = body  # let the route read what the guard consumed
         return await call_next(request)
 
@@ -225,14 +261,15 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
 
     @app.get("/health", summary="Liveness and the served index version")
     def health() -> dict[str, Any]:
+        # Open to all (no key needed): the backend's error text (hosts, index names) goes to the log only.
         try:
             version = state["searcher"].backend.resolve_alias(settings.index.alias)
             backend = "ok"
         except Exception as exc:
-            version, backend = None, f"unavailable: {exc}"
+            logger.warning("health: search backend unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            version, backend = None, "unavailable"
         return {"status": "ok", "index_version": version, "backend": backend, "auth_required": bool(keys)}
 
-    @app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES, summary="Search the served index")
     def search(body: SearchBody) -> Any:
         request = SearchRequest(query=body.query, k=body.k, mode=body.mode, rerank=body.rerank, filters=body.filters)
         try:
@@ -242,7 +279,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         except (BackendUnavailable, IndexMissing, BackendError, OSError) as exc:
             return backend_error(exc)
 
-    @app.post("/answer", response_model=AnswerResponse, responses=ERROR_RESPONSES, summary="Answer with citations")
+    # FastAPI reads the body's class from the annotation: the one bound to this app's api.max_k.
+    search.__annotations__["body"] = search_body(settings.api.max_k, settings.api.max_query_chars)
+    app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES, summary="Search the served index")(
+        search
+    )
+
     def answer(body: AnswerBody) -> Any:
         request = AskRequest(body.question, k=body.k, mode=body.mode, rerank=body.rerank, filters=body.filters)
         try:
@@ -251,6 +293,11 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             return error(422, exc.code, str(exc))
         except (BackendUnavailable, IndexMissing, BackendError, OSError) as exc:
             return backend_error(exc)
+
+    answer.__annotations__["body"] = answer_body(settings.api.max_k)
+    app.post("/answer", response_model=AnswerResponse, responses=ERROR_RESPONSES, summary="Answer with citations")(
+        answer
+    )
 
     add_search_page(app)
 

@@ -42,8 +42,8 @@ def raw_documents(context: dg.AssetExecutionContext, platform: PlatformResource)
 def no_documents_quarantined(platform: PlatformResource) -> dg.AssetCheckResult:
     rows = steps.quarantine_report(platform.parts)
     table = "\n".join(
-        ["| source | reason | since |", "|---|---|---|"]
-        + [f"| {r['source']} | {r['reason']} | {r['since']} |" for r in rows]
+        ["| source | code | reason | since |", "|---|---|---|---|"]
+        + [f"| {r['source']} | {r['code']} | {r['reason']} | {r['since']} |" for r in rows]
     )
     return dg.AssetCheckResult(
         passed=not rows,

@@ -19,7 +19,6 @@ from rag_platform.pipeline.retrieval_gate import retrieval_quality_gate
 from rag_platform.pipeline.run_record import begin_run, finish_run, record_gate, record_stats
 from rag_platform.progress import Progress
 from rag_platform.quality import (
-    MIN_LETTER_SHARE,
     embedding_profile,
     validate_chunks,
     validate_documents,
@@ -65,16 +64,11 @@ def quarantine_report(parts: RunParts) -> list[dict[str, Any]]:
 
 
 def check_documents(parts: RunParts) -> Gate:
-    """Validate the current documents (the dbt model); failures name the offending documents."""
+    """Validate the current documents (the dbt model): corpus-level rules only; a document failing a rule of
+    its own was quarantined at ingest (quality.document_problem)."""
     with parts.warehouse() as con:
-        frame = con.execute("SELECT uri, char_length, letter_share FROM current_documents").df()
-    gate = validate_documents(frame)
-    if not gate.passed:
-        offenders = frame[frame["letter_share"] < MIN_LETTER_SHARE]["uri"].tolist()
-        if offenders:
-            shown = ", ".join(offenders[:5])
-            gate = gate.with_failure(f"mostly non-letter text (under {MIN_LETTER_SHARE:.0%} letters): {shown}")
-    return gate
+        frame = con.execute("SELECT uri, char_length FROM current_documents").df()
+    return validate_documents(frame)
 
 
 def chunk(parts: RunParts, run_id: str, full: bool = False) -> ChunkStats:

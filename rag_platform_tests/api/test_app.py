@@ -36,6 +36,7 @@ def test_quarantine_lists_each_document_with_its_reason(api: httpx.Client) -> No
     assert response.status_code == 200
     [entry] = response.json()
     assert entry["source"].endswith("empty.md") and "empty" in entry["reason"] and entry["since"]
+    assert entry["code"] == "empty"
 
 
 def test_filters_restrict_results(api: httpx.Client) -> None:
