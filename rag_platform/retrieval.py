@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rag_platform.backends import IndexBackend, IndexMissing, make_backend
-from rag_platform.embedding import Embedder, cached_embedder
+from rag_platform.embedding import Embedder, cached_query_embedder
 from rag_platform.records import Hit
 from rag_platform.reranking import rerank_hits
 from rag_platform.search_request import MODES, RERANKERS, SearchInputError, SearchRequest
@@ -48,7 +48,8 @@ class Searcher:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                self._embedder = cached_embedder(self.settings.embedding, self.settings.cache_dir)
+                # The light query path (ONNX Runtime and the tokenizer only) unless the caller shares its own.
+                self._embedder = cached_query_embedder(self.settings.embedding, self.settings.cache_dir)
             return self._embedder
 
     def served_version(self) -> str:

@@ -1,13 +1,13 @@
 """The refresh job every path runs (CLI, sensor, UI), and the sensor that notices source changes."""
 
-from pathlib import Path
+import os
 
 import dagster as dg
 
-from rag_platform import warehouse
+from rag_platform.change_detection import pending_changes, warehouse_documents
 from rag_platform.config import load_settings
 from rag_platform.defs.ingest import FULL_TAG
-from rag_platform.sources import corpus_fingerprint, hash_sources, source_changes
+from rag_platform.locking import pid_alive
 
 REFRESH_JOB = "refresh_index"
 REBUILD_JOB = "rebuild_index"
@@ -28,21 +28,27 @@ rebuild_job = dg.define_asset_job(
 )
 
 
-def known_sources() -> tuple[list[Path], dict[str, str | None]]:
-    """Registered source folders and ``uri -> version`` of every live or quarantined document, from the read
-    snapshot (the sensor never opens the warehouse)."""
-    with warehouse.reader(load_settings()) as con:
-        if con is None:
-            return [], {}
-        folders = [Path(r[0]) for r in con.execute("SELECT path FROM sources ORDER BY path").fetchall()]
-        rows = con.execute(
-            """SELECT uri, document_version FROM (
-                   SELECT uri, document_version, is_deleted FROM document_versions
-                   QUALIFY row_number() OVER (PARTITION BY uri ORDER BY ingested_at DESC) = 1
-               ) WHERE NOT is_deleted
-               UNION ALL SELECT uri, document_version FROM quarantine"""
-        ).fetchall()
-    return folders, dict(rows)
+# Runs that will take whatever is on disk when they ingest: while one waits or runs, the sensor asks for none.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+RUN_LOG_LEVEL_ENV = "RAG_PLATFORM_RUN_LOG_LEVEL"
+
+
+def refresh_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """A refresh or rebuild run that is queued or running (from the CLI, the UI or this sensor). A CLI run
+    whose process died is not in flight: it will never ingest anything."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=20):
+        if run.job_name not in (REFRESH_JOB, REBUILD_JOB):
+            continue
+        pid = run.tags.get("rag/pid", "")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            continue
+        return run
+    return None
 
 
 def parse_cursor(cursor: str | None) -> tuple[int, str]:
@@ -50,27 +56,36 @@ def parse_cursor(cursor: str | None) -> tuple[int, str]:
     return (int(seq) if seq.isdigit() else 0), fingerprint
 
 
-def evaluate_corpus(cursor: str | None) -> dg.SensorResult | dg.SkipReason:
-    """Decide whether the sources changed since the cursor, and name the change set against the warehouse
-    (added, modified, deleted, moved) in the run's tags; the assets decide what to redo."""
-    folders, known = known_sources()
-    if not folders:
-        return dg.SkipReason("no sources registered yet; run rag-platform refresh --source DIR")
+def evaluate_corpus(cursor: str | None, instance: dg.DagsterInstance) -> dg.SensorResult | dg.SkipReason:
+    """Request a refresh only for a change the warehouse does not hold yet, once per corpus state, and never
+    while a refresh is queued or running (the cursor then stays, so edits made meanwhile become one run).
+    The run's tags name the change set (added, modified, deleted, moved); the assets decide what to redo."""
+    running = refresh_in_flight(instance)
+    if running is not None:
+        return dg.SkipReason(f"run {running.run_id[:8]} ({running.status.value.lower()}) will take any change")
     settings = load_settings()
-    hashes = hash_sources(folders, settings.source.max_bytes)
-    fingerprint = corpus_fingerprint(hashes.items())
+    state = warehouse_documents(settings)
+    if state is None or not state[0]:
+        return dg.SkipReason("no sources registered yet; run rag-platform refresh --source DIR")
+    folders, known = state
+    pending = pending_changes(settings, known, folders)
     seq, previous = parse_cursor(cursor)
-    if fingerprint == previous:
-        return dg.SkipReason(f"no change in {len(hashes)} files under {len(folders)} source(s)")
-    changes = source_changes(hashes, known)
+    seen = f"{pending.files} files under {len(pending.folders)} source(s), {pending.hashed} hashed"
+    if pending.empty:
+        return dg.SensorResult(
+            skip_reason=f"no change: {seen}; the warehouse holds every one", cursor=f"{seq}:{pending.fingerprint}"
+        )
+    if pending.fingerprint == previous:
+        # A run was requested for exactly this state and did not take it (it failed): wait for a new change
+        # instead of failing again every tick.
+        return dg.SkipReason(f"a run was already requested for this state ({pending.changes.describe()})")
     # The run key carries seq: run keys are deduplicated for the sensor's whole life, and a revert to an
     # earlier corpus state (A -> B -> A) must still trigger a run.
-    next_seq = seq + 1
-    tags = {"rag/trigger": "sensor", "rag/changes": changes.describe()}
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"{next_seq}:{fingerprint}", tags=tags)],
-        cursor=f"{next_seq}:{fingerprint}",
-    )
+    key = f"{seq + 1}:{pending.fingerprint}"
+    tags = {"rag/trigger": "sensor", "rag/changes": pending.changes.describe()}
+    log_level = os.environ.get(RUN_LOG_LEVEL_ENV, "WARNING")
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key, tags=tags, run_config=run_config)], cursor=key)
 
 
 def build_corpus_sensor(interval_s: int) -> dg.SensorDefinition:
@@ -78,9 +93,10 @@ def build_corpus_sensor(interval_s: int) -> dg.SensorDefinition:
         job=refresh_job,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Hashes every source file; requests a refresh when the corpus content changed.",
+        description="Requests a refresh when the sources differ from what the warehouse holds (files are hashed "
+        "only when their size, mtime or inode changed).",
     )
     def corpus_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        return evaluate_corpus(context.cursor)
+        return evaluate_corpus(context.cursor, context.instance)
 
     return corpus_changed_sensor
