@@ -26,6 +26,22 @@ class NoServedIndex(IndexMissing):
     """No index version is served yet."""
 
 
+# Candidates per requested result when results are grouped by document: enough for documents with many
+# matching chunks to still fill k results in the common case.
+GROUP_DEPTH_FACTOR = 5
+
+
+def best_per_document(hits: list[Hit]) -> list[Hit]:
+    """The first (best-ranked) hit of each document, in rank order."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        if hit.document_id not in seen:
+            seen.add(hit.document_id)
+            kept.append(hit)
+    return kept
+
+
 class Searcher:
     def __init__(self, settings: Settings, embedder: Embedder | None = None, backend: IndexBackend | None = None):
         self.settings = settings
@@ -92,10 +108,15 @@ class Searcher:
         request = request.validated(self.settings)
         version = self.served_version()
         depth = max(request.k, self.settings.rerank.candidates) if request.rerank != "none" else request.k
+        keep = request.k
+        if request.group_by_document:
+            depth = keep = max(depth, request.k * GROUP_DEPTH_FACTOR)
         hits, timings = self.retrieve(request, version, depth)
         reranked_started = time.perf_counter()
-        hits, rerank_info = rerank_hits(request.rerank or "none", request.query, hits, request.k, self.settings)
+        hits, rerank_info = rerank_hits(request.rerank or "none", request.query, hits, keep, self.settings)
         timings["rerank"] = (time.perf_counter() - reranked_started) * 1000
+        if request.group_by_document:
+            hits = best_per_document(hits)
         results = [
             {
                 "rank": rank,
@@ -115,6 +136,7 @@ class Searcher:
         return {
             "query": request.query,
             "mode": request.mode,
+            "group_by_document": request.group_by_document,
             "index_version": version,
             "took_ms": round((time.perf_counter() - started) * 1000, 3),
             "timings_ms": {name: round(value, 3) for name, value in timings.items()},

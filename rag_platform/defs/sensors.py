@@ -100,3 +100,26 @@ def build_corpus_sensor(interval_s: int) -> dg.SensorDefinition:
         return evaluate_corpus(context.cursor, context.instance)
 
     return corpus_changed_sensor
+
+
+def finished_runs(after: float) -> tuple[list[str], float]:
+    """One line per refresh or rebuild run that finished after ``after`` (a timestamp), oldest first, and the
+    latest finish time seen: what ``demo`` and ``ui`` print while they serve."""
+    instance = dg.DagsterInstance.get()
+    done = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+    records = instance.get_run_records(filters=dg.RunsFilter(statuses=done), limit=20)
+    lines, latest = [], after
+    for record in sorted(records, key=lambda r: r.end_time or 0):
+        end = record.end_time or 0
+        run = record.dagster_run
+        if end <= after or run.job_name not in (REFRESH_JOB, REBUILD_JOB):
+            continue
+        latest = max(latest, end)
+        took = f"{end - record.start_time:.1f} s" if record.start_time else "?"
+        trigger = run.tags.get("rag/trigger", "ui")
+        changes = run.tags.get("rag/changes", "")
+        lines.append(
+            f"run {run.run_id[:8]} ({trigger}) {run.status.value.lower()} in {took}"
+            + (f": {changes}" if changes else "")
+        )
+    return lines, latest

@@ -3,7 +3,11 @@ nothing new skips every step after raw_documents, reports the served state, and 
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -77,6 +81,7 @@ def test_a_refresh_with_nothing_to_do_skips_downstream_and_reports_the_served_st
     assert second["index"]["version"] == first["index"]["version"]
     assert second["index"]["count"] == first["index"]["count"] and second["gates"] == {}
     assert served_state() == before
+    check_search_process(source)
 
     # A change is one run request, and the run that takes it does the work again.
     (source / "baking.md").write_text((source / "baking.md").read_text() + "\nProof the dough overnight.\n")
@@ -85,3 +90,39 @@ def test_a_refresh_with_nothing_to_do_skips_downstream_and_reports_the_served_st
     third, ran, _ = refresh()
     assert third["unchanged_since"] is None and third["documents"]["modified"] == 1 and "search_index" in ran
     assert third["chunks"]["embedded"] >= 1 and third["published"]
+
+
+def check_search_process(source: Path) -> None:
+    """``rag-platform search`` in its own process: no torch, sentence-transformers or Dagster imported, and
+    ``--group-by-document`` keeps each document's best chunk only."""
+    code = (
+        "import json, sys\n"
+        "from rag_platform.cli import main\n"
+        "main(sys.argv[1:])\n"
+        "heavy = ('torch', 'sentence_transformers', 'transformers', 'dagster')\n"
+        "print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)\n"
+    )
+
+    def run(*args: str) -> tuple[dict, list[str]]:
+        done = subprocess.run(
+            [sys.executable, "-c", code, "search", "how to roll back an index", "--json", "--mode", "dense", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ},
+        )
+        return json.loads(done.stdout), json.loads(done.stderr.strip().splitlines()[-1])
+
+    ungrouped, imported = run("--k", "50")
+    assert imported == []
+    grouped, _ = run("--k", "3", "--group-by-document")
+    documents = [r["document_id"] for r in grouped["results"]]
+    assert len(documents) == len(set(documents)) == 3
+    best_first: list[str] = []
+    for result in ungrouped["results"]:
+        if result["document_id"] not in best_first:
+            best_first.append(result["document_id"])
+    assert documents == best_first[:3]
+    assert [r["chunk_id"] for r in grouped["results"]] == [
+        next(r["chunk_id"] for r in ungrouped["results"] if r["document_id"] == d) for d in documents
+    ]
