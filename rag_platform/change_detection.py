@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
 from rag_platform import warehouse
 from rag_platform.records import sha256_hex
@@ -168,3 +169,16 @@ def pending_changes(settings: Settings, known: Mapping[str, str | None], folders
         fingerprint=corpus_fingerprint(scan.versions.items()),
         changes=source_changes(scan.versions, known),
     )
+
+
+def oldest_pending_change_s(pending: PendingChanges, now: float | None = None) -> float:
+    """Age in seconds of the oldest change the warehouse does not hold yet (0 when none). Added and modified
+    files count from their mtime; a deletion or a move has no time of its own and counts from ``now``."""
+    if pending.empty:
+        return 0.0
+    now = time.time() if now is None else now
+    oldest = now
+    for uri in (*pending.changes.added, *pending.changes.modified):
+        with contextlib.suppress(OSError, ValueError):
+            oldest = min(oldest, os.stat(unquote(urlparse(uri).path)).st_mtime)
+    return max(0.0, now - oldest)

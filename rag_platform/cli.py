@@ -193,9 +193,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     import uvicorn
 
     from rag_platform.api.app import create_app
+    from rag_platform.retrieval import Searcher
 
+    _stop_on_sigterm()
+    searcher = Searcher.from_settings(settings)
+    searcher.warm()  # before listening: /health answers only once a search is fast
     log(f"query API on http://{args.host}:{args.port} (OpenAPI at /openapi.json)")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(settings, searcher), host=args.host, port=args.port, log_level="warning")
     return {}
 
 
@@ -450,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         # The Elasticsearch transport logs each retry with a traceback; the one-line error below says enough.
         logging.getLogger("elastic_transport").setLevel(logging.CRITICAL)
+        # A run with nothing to do skips the index step; Dagster then warns once per blocking check it skipped.
+        logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
         import warnings
 
         warnings.filterwarnings("ignore")

@@ -6,6 +6,7 @@ backend inside it load lazily and are safe to share between threads.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from rag_platform.search_request import MODES, RERANKERS, SearchInputError, Sear
 
 if TYPE_CHECKING:
     from rag_platform.config import Settings
+
+logger = logging.getLogger("rag_platform.retrieval")
 
 __all__ = ["MODES", "RERANKERS", "NoServedIndex", "SearchInputError", "SearchRequest", "Searcher"]
 
@@ -67,6 +70,18 @@ class Searcher:
                 # The light query path (ONNX Runtime and the tokenizer only) unless the caller shares its own.
                 self._embedder = cached_query_embedder(self.settings.embedding, self.settings.cache_dir)
             return self._embedder
+
+    def warm(self) -> None:
+        """Load the query embedder and open the served index now, so the first request does not pay for it
+        (``serve`` calls this before it starts listening). A part that cannot load yet (no index, a backend
+        that is down) is left for the requests to report, as they would without warming."""
+        self.embedder.embed(["warm up"])
+        try:
+            version = self.backend.resolve_alias(self.settings.index.alias)
+            if version is not None:
+                self.backend.count(version)
+        except Exception as exc:
+            logger.warning("index backend not ready (%s); searches will report it", str(exc).splitlines()[0:1])
 
     def served_version(self) -> str:
         version = self.backend.resolve_alias(self.settings.index.alias)

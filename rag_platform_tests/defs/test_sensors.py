@@ -146,3 +146,25 @@ def test_source_changes_pairs_each_vanished_document_with_at_most_one_move() -> 
     assert changes.moved == (("c", "c-copy"),)
     assert changes.added == ("a-copy", "c-new")
     assert changes.modified == ("b",) and changes.deleted == ()
+
+
+def test_freshness_is_the_lag_of_unindexed_changes(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quiet corpus the warehouse holds is fresh however long ago it was refreshed; a change waiting longer
+    than sensor.max_staleness_s is not."""
+    import os
+    import time
+
+    from rag_platform.defs.project import search_index_reflects_sources
+
+    take_changes(source)
+    result = search_index_reflects_sources()
+    assert result.passed and result.metadata["pending"].value == "0 added, 0 modified, 0 deleted, 0 moved"
+
+    target = source / "baking.md"
+    target.write_text(target.read_text() + "\nA change nobody indexed.\n")
+    three_hours_ago = time.time() - 3 * 3600
+    os.utime(target, (three_hours_ago, three_hours_ago))
+    assert search_index_reflects_sources().passed  # within the default day
+    monkeypatch.setenv("RAG_PLATFORM__SENSOR__MAX_STALENESS_S", "3600")
+    late = search_index_reflects_sources()
+    assert not late.passed and late.metadata["oldest_pending_change_s"].value >= 3 * 3600 - 60
