@@ -9,6 +9,7 @@ Usage: python benchmarks/cold_search.py [--rounds 7]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -75,7 +76,7 @@ def main() -> None:
             env=env,
             stdout=subprocess.DEVNULL,
         )
-        heavy_modules = modules_file.read_text()
+        heavy_modules = json.loads(modules_file.read_text())
     medians = {name: round(statistics.median(values), 3) for name, values in samples.items()}
     report: dict[str, Any] = {
         "query": QUERY,

@@ -123,3 +123,11 @@ def finished_runs(after: float) -> tuple[list[str], float]:
             + (f": {changes}" if changes else "")
         )
     return lines, latest
+
+
+def run_seconds(run_id: str) -> float | None:
+    """A finished run's duration in the platform's Dagster instance, start to end (None when unknown)."""
+    record = dg.DagsterInstance.get().get_run_record_by_id(run_id)
+    if record is None or not record.start_time or not record.end_time:
+        return None
+    return round(record.end_time - record.start_time, 3)
