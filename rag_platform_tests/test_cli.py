@@ -226,3 +226,23 @@ def _zombie(pid: int) -> bool:
         return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) == "Z"
     except OSError:
         return True
+
+
+def test_demo_watches_a_copy_of_the_sample_corpus_in_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the demo watched the sample corpus inside site-packages, so edits a user made to the
+    checked-out copy never reached the index. It now copies it once into the home and keeps user edits."""
+    from importlib.resources import files
+
+    from rag_platform.cli import demo_corpus
+    from rag_platform.config import load_settings
+
+    monkeypatch.setenv("RAG_PLATFORM_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    folder = demo_corpus(settings)
+    sample = Path(str(files("rag_platform") / "sample_corpus"))
+    assert folder.is_relative_to(settings.home)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*.md")) == sorted(
+        p.relative_to(sample) for p in sample.rglob("*.md")
+    )
+    (folder / "mine.md").write_text("# Mine\n\nA page I added.\n")
+    assert demo_corpus(settings) == folder and (folder / "mine.md").is_file()
