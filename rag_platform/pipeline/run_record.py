@@ -62,15 +62,12 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str) -> None
     con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", [status, now(), run_id])
 
 
-def last_succeeded(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, dict[str, Any]] | None:
-    """The latest succeeded run before ``run_id``, with its stats."""
+def previous_run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, str, dict[str, Any]] | None:
+    """The latest run before ``run_id``: its id, status and stats."""
     row = first_row(
-        con,
-        """SELECT run_id, stats FROM runs WHERE status = 'succeeded' AND run_id != ?
-           ORDER BY started_at DESC LIMIT 1""",
-        [run_id],
+        con, "SELECT run_id, status, stats FROM runs WHERE run_id != ? ORDER BY started_at DESC LIMIT 1", [run_id]
     )
-    return (row[0], json.loads(row[1]) if row[1] else {}) if row else None
+    return (row[0], row[1], json.loads(row[2]) if row[2] else {}) if row else None
 
 
 def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from rag_platform.lineage import quarantine_rows
 from rag_platform.parts import RunParts
 from rag_platform.pipeline.data_versions import data_version
 from rag_platform.pipeline.retrieval_gate import retrieval_quality_gate
-from rag_platform.pipeline.run_record import begin_run, finish_run, last_succeeded, record_gate, record_stats
+from rag_platform.pipeline.run_record import begin_run, finish_run, previous_run, record_gate, record_stats
 from rag_platform.progress import Progress
 from rag_platform.quality import (
     MIN_LETTER_SHARE,
@@ -59,10 +59,11 @@ def ingest(parts: RunParts, run_id: str, full: bool = False) -> Ingested:
     """Record the run (with its settings snapshot), then append new document versions and tombstones. Fails
     before writing anything when the search index cannot be reached.
 
-    When this run starts from exactly what the last succeeded run started from (the documents' data version,
-    the settings, chunker, model and code) and that run's index version is still served, nothing downstream
-    can change: the served state is recorded as this run's outcome and the run is finished here. A run that
-    crashed or was blocked never matches (it did not succeed), so the next run redoes its work."""
+    When the previous run succeeded, this run starts from exactly what it started from (the documents' data
+    version, the settings, chunker, model and code) and its index version is still served, nothing downstream
+    can change: the served state is recorded as this run's outcome and the run is finished here. After a run
+    that failed, crashed or was blocked the next run does all the work again (the dbt models and gates may
+    have seen documents that are gone since)."""
     alias = parts.settings.index.alias
     served = parts.backend.resolve_alias(alias)
     with parts.warehouse() as con:
@@ -79,10 +80,10 @@ def ingest(parts: RunParts, run_id: str, full: bool = False) -> Ingested:
             "code": __version__,
         }
         record_stats(con, run_id, "inputs", inputs)
-        previous = None if full or served is None else last_succeeded(con, run_id)
-        if previous is None or not _still_current(previous[1], inputs, served):
+        previous = None if full or served is None else previous_run(con, run_id)
+        if previous is None or previous[1] != "succeeded" or not _still_current(previous[2], inputs, served):
             return Ingested(stats, version, None)
-        previous_id, previous_stats = previous
+        previous_id, _, previous_stats = previous
         total = scalar(con, "SELECT count(*) FROM chunks WHERE chunker = ?", [parts.chunker_config.fingerprint])
         record_stats(con, run_id, "chunking", {"chunks_total": total, "chunks_added": 0, "chunks_deleted": 0})
         record_stats(con, run_id, "embedding", {"embedded": 0, "model_seconds": 0.0})
