@@ -5,14 +5,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-installed
+RUN_STAMP := $(VENV)/.run-deps-installed
 
-.PHONY: run test install lint typecheck pytest test-es bench clean es-spec browser
+.PHONY: run test install install-run lint typecheck pytest test-es bench clean es-spec browser
 
-$(STAMP): setup.py
+# What running needs, nothing more (`make run`); the dev tools come on top for `make test`.
+$(RUN_STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	# The CPU build of torch first: any other torch spec would pull a multi-GB CUDA build.
 	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install ".[onnx]"
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install ".[dev,onnx]"
 	# The compose file is validated by Debian's docker-compose (no engine needed); skipped where it cannot install.
 	command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -21,11 +27,18 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 # Always reinstall the project itself (non-editable): tests run against the installed package.
-install: $(STAMP)
+define reinstall
 	rm -rf build  # setuptools would package stale files left in build/lib by an earlier install
 	$(PY) -m pip install --no-deps --force-reinstall --no-build-isolation . >/dev/null
+endef
 
-run: install
+install: $(STAMP)
+	$(reinstall)
+
+install-run: $(RUN_STAMP)
+	$(reinstall)
+
+run: install-run
 	$(BIN)/rag-platform demo
 
 lint: install

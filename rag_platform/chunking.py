@@ -23,11 +23,41 @@ from rag_platform.records import Chunk, ParsedDocument, chunk_id, document_id, s
 if TYPE_CHECKING:
     from rag_platform.config import Settings
 
-CHUNKER_VERSION = "markdown-sections-v1"
+# v2: headings are cleaned of attribute lists and inline markup (chunk texts change, so do their ids).
+CHUNKER_VERSION = "markdown-sections-v2"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _SEPARATORS: tuple[str, ...] = ("\n", "sentence", " ")
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
+
+# Markup a reader never sees in a heading, most specific first: a trailing attribute list (MkDocs/Pandoc
+# ``{ #id .class key=value }``), images and links (their text stays), inline code, emphasis, HTML tags and
+# Markdown backslash escapes.
+_HEADING_MARKUP: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\s*\{\s*(?:[#.][^{}]*|-|[\w-]+=[^{}]*)\}\s*$"), ""),
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),
+    (re.compile(r"`([^`]+)`"), r"\1"),
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),
+    (re.compile(r"</?[A-Za-z][^<>]*>"), ""),
+)
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|])")
+_PRIVATE = 0xE000  # escaped characters are parked in the private-use area while the markup is removed
+
+
+def clean_heading(text: str) -> str:
+    """A heading or title as a reader sees it: ``CORS { #cors-cross-origin-resource-sharing }`` -> ``CORS``,
+    ``Use `pip` **now**`` -> ``Use pip now``. Whitespace collapses; a heading that is only markup stays as is."""
+    park = not re.search(r"[\uE000-\uE07F]", text)  # the area must be free to hold escapes
+    cleaned = _ESCAPED.sub(lambda m: chr(_PRIVATE + ord(m.group(1))), text) if park else text
+    for pattern, replacement in _HEADING_MARKUP:
+        cleaned = pattern.sub(replacement, cleaned)
+    if park:
+        cleaned = re.sub(r"[\uE000-\uE07F]", lambda m: chr(ord(m.group(0)) - _PRIVATE), cleaned)
+    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    return cleaned or re.sub(r"\s+", " ", text).strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +128,7 @@ def split_sections(text: str, title: str) -> list[Section]:
     from markdown_it import MarkdownIt
 
     lines = text.splitlines()
+    title = clean_heading(title)
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
@@ -115,7 +146,7 @@ def split_sections(text: str, title: str) -> list[Section]:
         if token.level == 0 and token.type == "heading_open":
             flush()
             level = int(token.tag[1])
-            heading = re.sub(r"\s+", " ", tokens[i + 1].content).strip()
+            heading = clean_heading(tokens[i + 1].content)
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, heading))

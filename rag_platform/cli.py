@@ -124,7 +124,14 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
     filters = _filters(args)
     try:
-        request = SearchRequest(query=args.query, k=args.k, mode=args.mode, rerank=args.rerank, filters=filters)
+        request = SearchRequest(
+            query=args.query,
+            k=args.k,
+            mode=args.mode,
+            rerank=args.rerank,
+            filters=filters,
+            group_by_document=args.group_by_document,
+        )
         return _searcher(settings).search(request)  # type: ignore[no-any-return]
     except SearchInputError as exc:
         raise UsageError(str(exc)) from None
@@ -220,60 +227,106 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     import uvicorn
 
     from rag_platform.api.app import create_app
+    from rag_platform.retrieval import Searcher
 
+    _stop_on_sigterm()
+    searcher = Searcher.from_settings(settings)
+    searcher.warm()  # before listening: /health answers only once a search is fast
     log(f"query API on http://{args.host}:{args.port} (OpenAPI at /openapi.json)")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(settings, searcher), host=args.host, port=args.port, log_level="warning")
     return {}
 
 
-def _dagster_processes(settings: Settings, host: str, port: int) -> list[Any]:
+def _dagster_processes(settings: Settings, host: str, port: int, debug: bool = False) -> list[Any]:
+    import os
     import subprocess
 
     from rag_platform.defs.runner import prepare_home
+    from rag_platform.defs.sensors import RUN_LOG_LEVEL_ENV
 
     prepare_home(settings)
     bindir = Path(sys.executable).parent
     module = ["-m", "rag_platform.definitions"]
+    # Quiet unless --debug: the daemon's code server and the runs it launches log warnings only.
+    level = "debug" if debug else "warning"
     webserver = [str(bindir / "dagster-webserver"), *module, "-h", host, "-p", str(port)]
-    daemon = [str(bindir / "dagster-daemon"), "run", *module]
-    return [subprocess.Popen(daemon), subprocess.Popen(webserver)]
+    webserver += ["--dagster-log-level", level, "--code-server-log-level", level]
+    daemon = [str(bindir / "dagster-daemon"), "run", *module, "--log-level", "info" if debug else "error"]
+    daemon += ["--code-server-log-level", level]
+    env = {**os.environ, RUN_LOG_LEVEL_ENV: level.upper()}
+    return [subprocess.Popen(daemon, env=env), subprocess.Popen(webserver, env=env)]
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a long-running command the way Ctrl-C does (its child processes included), also when it
+    was started in the background, where the shell makes it ignore SIGINT."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    processes = _dagster_processes(settings, args.host, args.port)
+    _stop_on_sigterm()
+    processes = _dagster_processes(settings, args.host, args.port, getattr(args, "debug", False))
     log(f"Dagster UI on http://{args.host}:{args.port} (sensors running; Ctrl-C to stop)")
-    _wait(processes)
+    _wait(processes, settings)
     return {}
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Index the bundled sample corpus, then serve the Dagster UI and the query API."""
-    from importlib.resources import files
+def demo_corpus(settings: Settings) -> Path:
+    """A copy of the bundled sample corpus in the platform home, made once: the folder the demo indexes and
+    its sensor watches (the installed package's own copy is read-only in spirit and hidden in site-packages)."""
+    import shutil
+    from importlib.resources import as_file, files
 
-    sample = Path(str(files("rag_platform") / "sample_corpus"))
-    summary = cmd_refresh(argparse.Namespace(source=str(sample), full=False), settings)
+    target = settings.home / "demo-corpus"
+    if not target.is_dir():
+        staging = settings.home / "demo-corpus.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        with as_file(files("rag_platform") / "sample_corpus") as sample:
+            shutil.copytree(sample, staging)
+        staging.rename(target)
+    return target
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Copy the sample corpus into the platform home, index it, then serve the Dagster UI (whose sensor
+    watches that folder) and the query API, printing one line per refresh run."""
+    _stop_on_sigterm()
+    debug = getattr(args, "debug", False)
+    corpus = demo_corpus(settings)
+    log(f"watching {corpus} (a copy of the sample corpus): edit, add or delete files there")
+    summary = cmd_refresh(argparse.Namespace(source=str(corpus), full=False, debug=debug), settings)
     documents = sum(summary["documents"][k] for k in ("added", "modified", "unchanged"))
     chunks, seconds = summary["chunks"]["total"], summary["seconds"]
     log(
-        f"indexed the sample corpus: {documents} documents, {chunks} chunks in {seconds:.1f} s "
-        f"({chunks / max(seconds, 1e-9):.1f} chunks/s end to end, {summary['chunks']['embedded']} embedded in "
-        f'{summary["chunks"]["embedding_seconds"]:.1f} s); try: rag-platform search "how do I roll back an index"'
+        f"indexed {documents} documents, {chunks} chunks in {seconds:.1f} s "
+        f"({summary['chunks']['embedded']} embedded in {summary['chunks']['embedding_seconds']:.1f} s); "
+        'try: rag-platform search "how do I roll back an index"'
     )
-    processes = _dagster_processes(settings, args.host, args.ui_port)
+    processes = _dagster_processes(settings, args.host, args.ui_port, debug)
     log(f"Dagster UI on http://{args.host}:{args.ui_port}; query API on http://{args.host}:{args.api_port}")
     import subprocess
 
     api = subprocess.Popen(
         [sys.executable, "-m", "rag_platform.cli", "serve", "--host", args.host, "--port", str(args.api_port)]
     )
-    _wait([*processes, api])
+    _wait([*processes, api], settings)
     return {}
 
 
-def _wait(processes: Sequence[Any]) -> None:
+def _wait(processes: Sequence[Any], settings: Settings | None = None) -> None:
+    """Until one process exits or the user stops us; then stop them all. With ``settings``, one line per
+    refresh run that finished meanwhile (from the UI, the sensor or the CLI)."""
+    seen_after = time.time()
     try:
         while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
+            time.sleep(1.0)
+            if settings is not None:
+                seen_after = _report_runs(seen_after)
     except KeyboardInterrupt:
         pass
     finally:
@@ -284,11 +337,51 @@ def _wait(processes: Sequence[Any]) -> None:
             p.wait(timeout=30)
 
 
+def _report_runs(after: float) -> float:
+    from rag_platform.defs.sensors import finished_runs
+
+    try:
+        lines, latest = finished_runs(after)
+    except Exception:  # a busy instance database: try again on the next poll
+        return after
+    for line in lines:
+        log(line)
+    return latest
+
+
 # ---- parsing ----------------------------------------------------------------------------------------------
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    """The effective configuration as TOML-like text: one ``[section]`` block per section."""
+    lines: list[str] = []
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            lines.append(f"{section} = {json.dumps(values, default=str)}")
+            continue
+        lines.append(f"\n[{section}]")
+        lines.extend(f"{key} = {json.dumps(value, default=str)}" for key, value in values.items())
+    return "\n".join(lines).strip()
+
+
+def _index_list_text(r: dict[str, Any]) -> str:
+    if not r["versions"]:
+        return f"no index versions of {r['alias']} yet; run rag-platform refresh --source DIR"
+    rows = [
+        f"{'*' if v['served'] else ' '} {v['version']}  {v['status']:<9} {v['count']:>7} chunks  "
+        f"{v['embedding_model']}  created {v.get('created_at') or '-'}"
+        for v in r["versions"]
+    ]
+    return "\n".join([f"versions of {r['alias']} (* served):", *rows])
 
 
 def _printers() -> dict[str, Callable[[dict[str, Any]], str]]:
     return {
+        "config show": _config_text,
+        "sources list": lambda r: (
+            "\n".join(r["sources"]) or "no sources registered; run rag-platform refresh --source DIR"
+        ),
+        "index list": _index_list_text,
         "refresh": lambda r: (
             f"run {r['run_id']}: {r['documents']} | chunks {r['chunks']} | index {r['index']['version']} "
             f"({r['index']['count']} chunks) published={r['published']} in {r['seconds']}s"
@@ -302,7 +395,7 @@ def _printers() -> dict[str, Callable[[dict[str, Any]], str]]:
             + [f"{r['generator']['provider']} · index {r['index_version']} · {r['took_ms']:.1f} ms"]
         ),
         "search": lambda r: "\n".join(
-            [f"index {r['index_version']} · {r['took_ms']:.1f} ms"]
+            [f"index {r['index_version']} · {r['took_ms']:.1f} ms" + (" · no results" if not r["results"] else "")]
             + [
                 f"{h['rank']:>2}. {h['score']:.4f}  {h['title']}  ({h['source']})\n    {h['text'][:160]!r}"
                 for h in r["results"]
@@ -340,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("search", cmd_search, "query the served index")
     p.add_argument("query")
     add_retrieval_options(p, k=10)
+    p.add_argument("--group-by-document", action="store_true", help="at most one result per document (its best)")
     p = add("ask", cmd_ask, "answer a question from the served index, with citations (or abstain)")
     p.add_argument("question")
     add_retrieval_options(p, k=5)
@@ -411,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         # The Elasticsearch transport logs each retry with a traceback; the one-line error below says enough.
         logging.getLogger("elastic_transport").setLevel(logging.CRITICAL)
+        # A run with nothing to do skips the index step; Dagster then warns once per blocking check it skipped.
+        logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
         import warnings
 
         warnings.filterwarnings("ignore")

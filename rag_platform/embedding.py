@@ -129,6 +129,11 @@ def onnx_export_dir(model: str, cache_dir: Path) -> Path:
     return cache_dir / "onnx" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
 
 
+def onnx_file_name(quantized: bool) -> str:
+    """The ONNX file of an export folder that a backend runs (int8: this CPU's preset and recipe)."""
+    return f"onnx/model_qint8_{quantization_target()}_{QUANTIZATION_RECIPE}.onnx" if quantized else "onnx/model.onnx"
+
+
 def export_onnx(model: str, cache_dir: Path, quantized: bool) -> tuple[Path, str]:
     """Export the model to ONNX once (and quantize it to int8 once); returns (folder, onnx file name).
 
@@ -149,10 +154,10 @@ def export_onnx(model: str, cache_dir: Path, quantized: bool) -> tuple[Path, str
             os.replace(staging, target)
         except OSError:  # another process finished first
             shutil.rmtree(staging, ignore_errors=True)
+    file_name = onnx_file_name(quantized)
     if not quantized:
-        return target, "onnx/model.onnx"
+        return target, file_name
     preset = quantization_target()
-    file_name = f"onnx/model_qint8_{preset}_{QUANTIZATION_RECIPE}.onnx"
     if not (target / file_name).is_file():
         staging = Path(tempfile.mkdtemp(prefix=".quantize-", dir=target.parent))
         shutil.copytree(target, staging, dirs_exist_ok=True)
@@ -282,11 +287,113 @@ class SentenceTransformerEmbedder:
         return normalize(vectors)
 
 
+def export_dir_for(settings: EmbeddingSettings, cache_dir: Path | None) -> Path | None:
+    """Where ONNX exports live: ``embedding.export_dir``, else ``cache_dir``."""
+    return Path(settings.export_dir) if settings.export_dir else cache_dir
+
+
 def make_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
     """The configured embedder; ONNX exports go to ``embedding.export_dir``, else ``cache_dir``."""
-    return SentenceTransformerEmbedder.from_settings(
-        settings, Path(settings.export_dir) if settings.export_dir else cache_dir
-    )
+    return SentenceTransformerEmbedder.from_settings(settings, export_dir_for(settings, cache_dir))
+
+
+class OnnxQueryEmbedder:
+    """The indexing embedder's ONNX export run with ONNX Runtime and the fast tokenizer alone: no torch, no
+    sentence-transformers, so a cold query process loads in a fraction of the time.
+
+    It reproduces what sentence-transformers does for one text of this model (tokenize with truncation to the
+    model's maximum length and no padding, run the graph, mean-pool the token embeddings, normalize), on the
+    same file with the same single-threaded session options: the vectors match the indexing embedder's
+    (tests hold them to 1e-5 cosine). Texts are embedded one at a time, as the ONNX indexing backends do.
+    """
+
+    def __init__(self, folder: Path, file_name: str, model_id: str):
+        self.folder = folder
+        self.file_name = file_name
+        self._model_id = model_id
+        self._loaded: tuple[Any, Any, tuple[str, ...]] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    def _load(self) -> tuple[Any, Any, tuple[str, ...]]:
+        with self._lock:
+            if self._loaded is None:
+                import onnxruntime
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+                tokenizer.no_padding()  # its file may carry fixed padding and a shorter truncation
+                tokenizer.enable_truncation(self._max_length())
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = 1
+                options.inter_op_num_threads = 1
+                session = onnxruntime.InferenceSession(
+                    str(self.folder / self.file_name), options, providers=["CPUExecutionProvider"]
+                )
+                names = tuple(i.name for i in session.get_inputs())
+                self._loaded = (tokenizer, session, names)
+            return self._loaded
+
+    def _max_length(self) -> int:
+        """sentence-transformers' max_seq_length: its own config when saved there, else the tokenizer's."""
+        import json
+
+        for name, key in (
+            ("sentence_bert_config.json", "max_seq_length"),
+            ("tokenizer_config.json", "model_max_length"),
+        ):
+            path = self.folder / name
+            if path.is_file():
+                value = json.loads(path.read_text(encoding="utf-8")).get(key)
+                if isinstance(value, int) and 0 < value < 1_000_000:
+                    return value
+        return 512
+
+    @property
+    def dimension(self) -> int:
+        shape = self._load()[1].get_outputs()[0].shape
+        return int(shape[-1])
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        tokenizer, session, names = self._load()
+        rows = []
+        for text in texts:
+            encoding = tokenizer.encode(text)
+            feed = {
+                "input_ids": np.asarray([encoding.ids], dtype=np.int64),
+                "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
+                "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
+            }
+            hidden = session.run(None, {name: feed[name] for name in names})[0][0]
+            mask = feed["attention_mask"][0][:, None].astype(np.float32)
+            rows.append((hidden * mask).sum(axis=0) / max(float(mask.sum()), 1e-9))
+        if not rows:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return normalize(np.stack(rows))
+
+
+def query_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
+    """The embedder for queries: ``OnnxQueryEmbedder`` when an ONNX backend is configured and its export
+    exists (a refresh made it), otherwise the indexing embedder itself. Both give the same vectors."""
+    folder = export_dir_for(settings, cache_dir)
+    if settings.backend != "torch" and folder is not None:
+        try:
+            export = onnx_export_dir(settings.model, folder)
+        except EmbeddingError:
+            export = None
+        file_name = onnx_file_name(settings.backend == "onnx-int8")
+        if export is not None and (export / file_name).is_file() and (export / "tokenizer.json").is_file():
+            return OnnxQueryEmbedder(export, file_name, f"{settings.model}@{settings.backend}")
+    return make_embedder(settings, cache_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def cached_query_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
+    """One query embedder per process and configuration."""
+    return query_embedder(settings, cache_dir)
 
 
 @functools.lru_cache(maxsize=4)

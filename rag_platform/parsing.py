@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from rag_platform.chunking import clean_heading
 from rag_platform.records import QuarantineCode
 
 MIME_BY_SUFFIX = {
@@ -83,10 +84,10 @@ def markdown_title(text: str, path: str) -> str:
     previous = ""
     for line in _lines(text):
         if previous and previous[0] not in _WHITESPACE and _setext_underline(line):
-            return previous.strip()
+            return clean_heading(previous.strip())
         heading = atx_heading(line)
         if heading:
-            return heading
+            return clean_heading(heading)
         previous = line
     return _title_from_name(path)
 

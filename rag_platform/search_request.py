@@ -33,6 +33,7 @@ class SearchRequest:
     mode: str = "hybrid"
     rerank: str | None = None
     filters: Mapping[str, str | Sequence[str]] | None = field(default=None)
+    group_by_document: bool = False  # at most one result per document: its best chunk
 
     def validated(self, settings: Settings) -> SearchRequest:
         """The request with defaults applied; raises SearchInputError naming the first problem."""
@@ -53,4 +54,6 @@ class SearchRequest:
             filters = validate_filters(self.filters)
         except FilterError as exc:
             raise SearchInputError("validation_error", str(exc)) from None
-        return SearchRequest(self.query.strip(), self.k, self.mode, rerank, filters or None)
+        if not isinstance(self.group_by_document, bool):
+            raise SearchInputError("validation_error", "group_by_document must be true or false")
+        return SearchRequest(self.query.strip(), self.k, self.mode, rerank, filters or None, self.group_by_document)

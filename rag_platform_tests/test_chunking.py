@@ -130,3 +130,33 @@ def test_worker_processes_give_the_same_chunks_in_document_order(counter: HFToke
         assert local._pool is not None
         assert local.chunk_many(docs) == expected
     assert local._pool is None
+
+
+@pytest.mark.parametrize(
+    ("heading", "seen"),
+    [
+        ("CORS { #cors-cross-origin-resource-sharing }", "CORS"),
+        ("Path parameters {#path .params}", "Path parameters"),
+        ("Title {data-level=2}", "Title"),
+        ("Use `pip` **now**", "Use pip now"),
+        ("A [link](https://example.org) and ![logo](logo.png)", "A link and logo"),
+        ("<small>Tip</small>   here", "Tip here"),
+        (r"Escaped \_under\_ and \*star\*", "Escaped _under_ and *star*"),
+        ("snake_case_name and 2 * 3 * 4", "snake_case_name and 2 * 3 * 4"),
+        ("Dict {a: b} stays", "Dict {a: b} stays"),
+        ("{ #only-an-anchor }", "{ #only-an-anchor }"),
+    ],
+)
+def test_clean_heading(heading: str, seen: str) -> None:
+    from rag_platform.chunking import clean_heading
+
+    assert clean_heading(heading) == seen
+
+
+def test_heading_anchors_do_not_reach_chunk_texts() -> None:
+    """Regression: a docs site adding `{ #anchor }` to its headings changed every chunk's text (98.7% of one
+    real step re-embedded); the heading path a chunk starts with is what a reader sees."""
+    plain = "# CORS\n\nIntro.\n\n## Use CORSMiddleware\n\nAdd the middleware.\n"
+    anchored = "# CORS { #cors }\n\nIntro.\n\n## Use `CORSMiddleware` { #use-corsmiddleware }\n\nAdd the middleware.\n"
+    assert split_sections(anchored, "CORS { #cors }") == split_sections(plain, "CORS")
+    assert split_sections(anchored, "CORS")[-1].heading_path == ("CORS", "Use CORSMiddleware")

@@ -158,3 +158,91 @@ def test_eval_on_the_vendored_dbpedia_subset(tmp_path: Path) -> None:
     for mode in ("keyword", "dense", "hybrid"):
         lines = (tmp_path / "runs" / f"{mode}.trec").read_text().splitlines()
         assert lines and all(len(line.split()) == 6 for line in lines)
+
+
+def test_listing_commands_print_text_without_json(tmp_path: Path) -> None:
+    """Regression: ``config show``, ``sources list`` and ``index list`` printed JSON without --json."""
+    home = tmp_path / "home"
+    shown = cli(home, "config", "show", env={"RAG_PLATFORM__INDEX__KEEP_VERSIONS": "3"})
+    assert shown.returncode == 0 and "[index]" in shown.stdout and "keep_versions = 3" in shown.stdout
+    for args, expected in ((("sources", "list"), "no sources registered"), (("index", "list"), "no index versions")):
+        result = cli(home, *args)
+        assert result.returncode == 0 and expected in result.stdout and not result.stdout.lstrip().startswith("{")
+
+
+def test_sigterm_stops_ui_started_in_the_background(tmp_path: Path) -> None:
+    """Regression: started in the background (SIGINT ignored, as a shell's ``&`` does), the long-running
+    commands ignored SIGTERM and left their servers running. SIGTERM now stops them and their children."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    environment = inherited_environment()
+    environment["RAG_PLATFORM_HOME"] = str(tmp_path / "home")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag_platform.cli", "ui", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # printed once both servers were started
+        assert "Dagster UI on" in line
+        children = _children(process.pid)
+        assert children
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) is not None
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [pid for pid in children if Path(f"/proc/{pid}/status").exists() and not _zombie(pid)]
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) == "Z"
+    except OSError:
+        return True
+
+
+def test_demo_watches_a_copy_of_the_sample_corpus_in_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the demo watched the sample corpus inside site-packages, so edits a user made to the
+    checked-out copy never reached the index. It now copies it once into the home and keeps user edits."""
+    from importlib.resources import files
+
+    from rag_platform.cli import demo_corpus
+    from rag_platform.config import load_settings
+
+    monkeypatch.setenv("RAG_PLATFORM_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    folder = demo_corpus(settings)
+    sample = Path(str(files("rag_platform") / "sample_corpus"))
+    assert folder.is_relative_to(settings.home)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*.md")) == sorted(
+        p.relative_to(sample) for p in sample.rglob("*.md")
+    )
+    (folder / "mine.md").write_text("# Mine\n\nA page I added.\n")
+    assert demo_corpus(settings) == folder and (folder / "mine.md").is_file()

@@ -72,6 +72,7 @@ class SearchBody(BaseModel):
     mode: SearchMode = "hybrid"
     rerank: RerankProvider | None = None
     filters: dict[str, str | list[str]] | None = None
+    group_by_document: bool = False
 
 
 def search_body(max_k: int, max_query_chars: int) -> type[SearchBody]:
@@ -271,7 +272,14 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         return {"status": "ok", "index_version": version, "backend": backend, "auth_required": bool(keys)}
 
     def search(body: SearchBody) -> Any:
-        request = SearchRequest(query=body.query, k=body.k, mode=body.mode, rerank=body.rerank, filters=body.filters)
+        request = SearchRequest(
+            query=body.query,
+            k=body.k,
+            mode=body.mode,
+            rerank=body.rerank,
+            filters=body.filters,
+            group_by_document=body.group_by_document,
+        )
         try:
             return state["searcher"].search(request)
         except SearchInputError as exc:

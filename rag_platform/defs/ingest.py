@@ -1,10 +1,11 @@
 """raw_documents: scan the sources and append document versions to the warehouse."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from rag_platform.defs.resources import PlatformResource
 from rag_platform.pipeline import steps
-from rag_platform.pipeline.data_versions import data_version
 
 FULL_TAG = "rag/full"
 
@@ -19,18 +20,24 @@ def is_full_rebuild(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCo
     kinds={"python", "duckdb"},
     description="Append-only document versions (and deletion tombstones) read from the registered source folders.",
     code_version="1",
+    # Conditional: when nothing changed since the last succeeded run, nothing is yielded and every downstream
+    # step (dbt, chunks, embeddings, index, checks, standing queries) is skipped.
+    output_required=False,
 )
-def raw_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+def raw_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> Iterator[dg.MaterializeResult]:
     parts = platform.parts
-    stats = steps.ingest(parts, context.run_id, is_full_rebuild(context))
-    context.log.info(f"documents: {stats.as_dict()}")
-    return dg.MaterializeResult(
+    ingested = steps.ingest(parts, context.run_id, is_full_rebuild(context))
+    context.log.info(f"documents: {ingested.stats.as_dict()}")
+    if ingested.current_since is not None:
+        context.log.info(f"nothing changed since run {ingested.current_since}; the served index is current")
+        return
+    yield dg.MaterializeResult(
         metadata={
-            **stats.as_dict(),
+            **ingested.stats.as_dict(),
             "settings_fingerprint": parts.settings_fingerprint,
             "settings": dg.MetadataValue.json(parts.settings.as_dict()),
         },
-        data_version=dg.DataVersion(data_version(parts, "raw_documents")),
+        data_version=dg.DataVersion(ingested.data_version),
     )
 
 

@@ -1,14 +1,13 @@
 """The refresh job every path runs (CLI, sensor, UI), and the sensor that notices source changes."""
 
-from pathlib import Path
+import os
 
 import dagster as dg
 
-from rag_platform import warehouse
+from rag_platform.change_detection import pending_changes, warehouse_documents
 from rag_platform.config import load_settings
 from rag_platform.defs.ingest import FULL_TAG
 from rag_platform.defs.liveness import fail_dead_runs
-from rag_platform.sources import corpus_fingerprint, hash_sources, source_changes
 
 REFRESH_JOB = "refresh_index"
 REBUILD_JOB = "rebuild_index"
@@ -29,21 +28,23 @@ rebuild_job = dg.define_asset_job(
 )
 
 
-def known_sources() -> tuple[list[Path], dict[str, str | None]]:
-    """Registered source folders and ``uri -> version`` of every live or quarantined document, from the read
-    snapshot (the sensor never opens the warehouse)."""
-    with warehouse.reader(load_settings()) as con:
-        if con is None:
-            return [], {}
-        folders = [Path(r[0]) for r in con.execute("SELECT path FROM sources ORDER BY path").fetchall()]
-        rows = con.execute(
-            """SELECT uri, document_version FROM (
-                   SELECT uri, document_version, is_deleted FROM document_versions
-                   QUALIFY row_number() OVER (PARTITION BY uri ORDER BY ingested_at DESC) = 1
-               ) WHERE NOT is_deleted
-               UNION ALL SELECT uri, document_version FROM quarantine"""
-        ).fetchall()
-    return folders, dict(rows)
+# Runs that will take whatever is on disk when they ingest: while one waits or runs, the sensor asks for none.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+RUN_LOG_LEVEL_ENV = "RAG_PLATFORM_RUN_LOG_LEVEL"
+
+
+def refresh_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """A refresh or rebuild run that is queued or running (from the CLI, the UI or this sensor). Call
+    ``fail_dead_runs`` first: a run whose process died is then failed, not in flight."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=20):
+        if run.job_name in (REFRESH_JOB, REBUILD_JOB):
+            return run
+    return None
 
 
 def parse_cursor(cursor: str | None) -> tuple[int, str]:
@@ -51,27 +52,36 @@ def parse_cursor(cursor: str | None) -> tuple[int, str]:
     return (int(seq) if seq.isdigit() else 0), fingerprint
 
 
-def evaluate_corpus(cursor: str | None) -> dg.SensorResult | dg.SkipReason:
-    """Decide whether the sources changed since the cursor, and name the change set against the warehouse
-    (added, modified, deleted, moved) in the run's tags; the assets decide what to redo."""
-    folders, known = known_sources()
-    if not folders:
-        return dg.SkipReason("no sources registered yet; run rag-platform refresh --source DIR")
+def evaluate_corpus(cursor: str | None, instance: dg.DagsterInstance) -> dg.SensorResult | dg.SkipReason:
+    """Request a refresh only for a change the warehouse does not hold yet, once per corpus state, and never
+    while a refresh is queued or running (the cursor then stays, so edits made meanwhile become one run).
+    The run's tags name the change set (added, modified, deleted, moved); the assets decide what to redo."""
+    running = refresh_in_flight(instance)
+    if running is not None:
+        return dg.SkipReason(f"run {running.run_id[:8]} ({running.status.value.lower()}) will take any change")
     settings = load_settings()
-    hashes = hash_sources(folders, settings.source.max_bytes)
-    fingerprint = corpus_fingerprint(hashes.items())
+    state = warehouse_documents(settings)
+    if state is None or not state[0]:
+        return dg.SkipReason("no sources registered yet; run rag-platform refresh --source DIR")
+    folders, known = state
+    pending = pending_changes(settings, known, folders)
     seq, previous = parse_cursor(cursor)
-    if fingerprint == previous:
-        return dg.SkipReason(f"no change in {len(hashes)} files under {len(folders)} source(s)")
-    changes = source_changes(hashes, known)
+    seen = f"{pending.files} files under {len(pending.folders)} source(s), {pending.hashed} hashed"
+    if pending.empty:
+        return dg.SensorResult(
+            skip_reason=f"no change: {seen}; the warehouse holds every one", cursor=f"{seq}:{pending.fingerprint}"
+        )
+    if pending.fingerprint == previous:
+        # A run was requested for exactly this state and did not take it (it failed): wait for a new change
+        # instead of failing again every tick.
+        return dg.SkipReason(f"a run was already requested for this state ({pending.changes.describe()})")
     # The run key carries seq: run keys are deduplicated for the sensor's whole life, and a revert to an
     # earlier corpus state (A -> B -> A) must still trigger a run.
-    next_seq = seq + 1
-    tags = {"rag/trigger": "sensor", "rag/changes": changes.describe()}
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"{next_seq}:{fingerprint}", tags=tags)],
-        cursor=f"{next_seq}:{fingerprint}",
-    )
+    key = f"{seq + 1}:{pending.fingerprint}"
+    tags = {"rag/trigger": "sensor", "rag/changes": pending.changes.describe()}
+    log_level = os.environ.get(RUN_LOG_LEVEL_ENV, "WARNING")
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key, tags=tags, run_config=run_config)], cursor=key)
 
 
 def build_corpus_sensor(interval_s: int) -> dg.SensorDefinition:
@@ -79,10 +89,42 @@ def build_corpus_sensor(interval_s: int) -> dg.SensorDefinition:
         job=refresh_job,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Hashes every source file; requests a refresh when the corpus content changed.",
+        description="Requests a refresh when the sources differ from what the warehouse holds (files are hashed "
+        "only when their size, mtime or inode changed).",
     )
     def corpus_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         fail_dead_runs(context.instance)  # a dead STARTED run would hold the run queue (one at a time) forever
-        return evaluate_corpus(context.cursor)
+        return evaluate_corpus(context.cursor, context.instance)
 
     return corpus_changed_sensor
+
+
+def finished_runs(after: float) -> tuple[list[str], float]:
+    """One line per refresh or rebuild run that finished after ``after`` (a timestamp), oldest first, and the
+    latest finish time seen: what ``demo`` and ``ui`` print while they serve."""
+    instance = dg.DagsterInstance.get()
+    done = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+    records = instance.get_run_records(filters=dg.RunsFilter(statuses=done), limit=20)
+    lines, latest = [], after
+    for record in sorted(records, key=lambda r: r.end_time or 0):
+        end = record.end_time or 0
+        run = record.dagster_run
+        if end <= after or run.job_name not in (REFRESH_JOB, REBUILD_JOB):
+            continue
+        latest = max(latest, end)
+        took = f"{end - record.start_time:.1f} s" if record.start_time else "?"
+        trigger = run.tags.get("rag/trigger", "ui")
+        changes = run.tags.get("rag/changes", "")
+        lines.append(
+            f"run {run.run_id[:8]} ({trigger}) {run.status.value.lower()} in {took}"
+            + (f": {changes}" if changes else "")
+        )
+    return lines, latest
+
+
+def run_seconds(run_id: str) -> float | None:
+    """A finished run's duration in the platform's Dagster instance, start to end (None when unknown)."""
+    record = dg.DagsterInstance.get().get_run_record_by_id(run_id)
+    if record is None or not record.start_time or not record.end_time:
+        return None
+    return round(record.end_time - record.start_time, 3)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from rag_platform.warehouse import first_row
 
 if TYPE_CHECKING:
+    import duckdb
+
     from rag_platform.parts import RunParts
 
 _ITEMS_SQL = {
@@ -22,16 +24,18 @@ _ITEMS_SQL = {
 ASSETS = tuple(_ITEMS_SQL)
 
 
-def data_version(parts: RunParts, asset: str) -> str:
-    """A 16-hex content hash of ``asset`` (one of ``ASSETS``), read inside the run from the warehouse."""
+def data_version(parts: RunParts, asset: str, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """A 16-hex content hash of ``asset`` (one of ``ASSETS``), read inside the run from the warehouse (through
+    ``con`` when the step already holds the writer)."""
     sql = _ITEMS_SQL[asset]
     params = {"chunker": parts.chunker_config.fingerprint, "alias": parts.settings.index.alias}
     if "$model" in sql:
         params["model"] = parts.embedder.model_id
-    with parts.warehouse() as con:
-        row = first_row(
-            con,
-            f"SELECT coalesce(sha256(string_agg(item, ',' ORDER BY item)), 'empty') FROM ({sql})",
-            {k: v for k, v in params.items() if f"${k}" in sql},
-        )
+    query = f"SELECT coalesce(sha256(string_agg(item, ',' ORDER BY item)), 'empty') FROM ({sql})"
+    bound = {k: v for k, v in params.items() if f"${k}" in sql}
+    if con is not None:
+        row = first_row(con, query, bound)
+    else:
+        with parts.warehouse() as own:
+            row = first_row(own, query, bound)
     return str(row[0])[:16] if row else "empty"

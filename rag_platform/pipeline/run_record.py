@@ -23,7 +23,7 @@ def _stats(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     return json.loads(row[0]) if row and row[0] else {}
 
 
-def record_stats(con: duckdb.DuckDBPyConnection, run_id: str, section: str, values: dict[str, Any]) -> None:
+def record_stats(con: duckdb.DuckDBPyConnection, run_id: str, section: str, values: Any) -> None:
     stats = _stats(con, run_id)
     stats[section] = values
     con.execute("UPDATE runs SET stats = ? WHERE run_id = ?", [json.dumps(stats), run_id])
@@ -63,6 +63,14 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str) -> None
     con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", [status, now(), run_id])
 
 
+def previous_run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, str, dict[str, Any]] | None:
+    """The latest run before ``run_id``: its id, status and stats."""
+    row = first_row(
+        con, "SELECT run_id, status, stats FROM runs WHERE run_id != ? ORDER BY started_at DESC LIMIT 1", [run_id]
+    )
+    return (row[0], row[1], json.loads(row[2]) if row[2] else {}) if row else None
+
+
 def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
     """The contract's refresh summary, read back from the run record."""
     with warehouse.owner_reader(settings) as con:
@@ -92,4 +100,6 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
         },
         "published": bool(index_stats.get("published", False)),
         "gates": {**stats.get("gates", {}), **index_stats.get("gates", {})},
+        # The earlier run whose index this run found current (nothing changed), or None.
+        "unchanged_since": stats.get("unchanged_since"),
     }

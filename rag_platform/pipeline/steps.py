@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rag_platform import __version__
 from rag_platform.chunk_sync import ChunkStats, sync_chunks
 from rag_platform.embedding_sync import EmbedStats, embed_missing
 from rag_platform.gates import Gate
@@ -15,8 +16,9 @@ from rag_platform.index_sync import IndexStats, sync_index
 from rag_platform.ingest import IngestStats, ingest_sources, list_sources
 from rag_platform.lineage import quarantine_rows
 from rag_platform.parts import RunParts
+from rag_platform.pipeline.data_versions import data_version
 from rag_platform.pipeline.retrieval_gate import retrieval_quality_gate
-from rag_platform.pipeline.run_record import begin_run, finish_run, record_gate, record_stats
+from rag_platform.pipeline.run_record import begin_run, finish_run, previous_run, record_gate, record_stats
 from rag_platform.progress import Progress
 from rag_platform.quality import (
     embedding_profile,
@@ -24,7 +26,7 @@ from rag_platform.quality import (
     validate_documents,
     validate_embeddings,
 )
-from rag_platform.warehouse import export_snapshot, registered
+from rag_platform.warehouse import export_snapshot, registered, scalar
 
 Log = Callable[[str], None]
 logger = logging.getLogger("rag_platform.refresh")
@@ -45,16 +47,56 @@ def as_dict(stats: Any) -> dict[str, Any]:
     return dataclasses.asdict(stats)
 
 
-def ingest(parts: RunParts, run_id: str, full: bool = False) -> IngestStats:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ingested:
+    stats: IngestStats
+    data_version: str  # of raw_documents after this ingest
+    current_since: str | None  # the earlier run whose served index is still current, when nothing changed
+
+
+def ingest(parts: RunParts, run_id: str, full: bool = False) -> Ingested:
     """Record the run (with its settings snapshot), then append new document versions and tombstones. Fails
-    before writing anything when the search index cannot be reached."""
-    parts.backend.resolve_alias(parts.settings.index.alias)
+    before writing anything when the search index cannot be reached.
+
+    When the previous run succeeded, this run starts from exactly what it started from (the documents' data
+    version, the settings, chunker, model and code) and its index version is still served, nothing downstream
+    can change: the served state is recorded as this run's outcome and the run is finished here. After a run
+    that failed, crashed or was blocked the next run does all the work again (the dbt models and gates may
+    have seen documents that are gone since)."""
+    alias = parts.settings.index.alias
+    served = parts.backend.resolve_alias(alias)
     with parts.warehouse() as con:
         begin_run(con, run_id, full, parts.settings.as_dict())
         roots = [Path(p) for p in list_sources(con)]
         stats = ingest_sources(con, roots, run_id, parts.settings.source.max_bytes)
         record_stats(con, run_id, "documents", stats.as_dict())
-    return stats
+        version = data_version(parts, "raw_documents", con)
+        inputs = {
+            "documents": version,
+            "settings": parts.settings_fingerprint,
+            "chunker": parts.chunker_config.fingerprint,
+            "model": parts.embedder.model_id,
+            "code": __version__,
+        }
+        record_stats(con, run_id, "inputs", inputs)
+        previous = None if full or served is None else previous_run(con, run_id)
+        if previous is None or previous[1] != "succeeded" or not _still_current(previous[2], inputs, served):
+            return Ingested(stats, version, None)
+        previous_id, _, previous_stats = previous
+        total = scalar(con, "SELECT count(*) FROM chunks WHERE chunker = ?", [parts.chunker_config.fingerprint])
+        record_stats(con, run_id, "chunking", {"chunks_total": total, "chunks_added": 0, "chunks_deleted": 0})
+        record_stats(con, run_id, "embedding", {"embedded": 0, "model_seconds": 0.0})
+        # The count the last run read from the backend: nothing has written to the served version since.
+        count = int(previous_stats["index"].get("count", 0))
+        record_stats(con, run_id, "index", IndexStats(alias, served or "", count, published=True).as_dict())
+        record_stats(con, run_id, "unchanged_since", previous_id)
+        finish_run(con, run_id, "succeeded")
+    return Ingested(stats, version, previous_id)
+
+
+def _still_current(previous: dict[str, Any], inputs: dict[str, Any], served: str | None) -> bool:
+    index = previous.get("index", {})
+    return previous.get("inputs") == inputs and index.get("version") == served and bool(index.get("published"))
 
 
 def quarantine_report(parts: RunParts) -> list[dict[str, Any]]:
