@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from rag_platform import warehouse
-from rag_platform.records import sha256_hex
-from rag_platform.sources import SourceChanges, SourceFile, corpus_fingerprint, scan_source, source_changes
+from rag_platform.sources import SourceChanges, content_key, corpus_fingerprint, scan_source, source_changes
 
 if TYPE_CHECKING:
     from rag_platform.config import Settings
@@ -39,17 +38,6 @@ def stat_key(path: str) -> StatKey | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def content_key(file: SourceFile, max_bytes: int) -> str:
-    """The sha256 of a file's bytes, or a marker for a file the warehouse cannot hash (oversized, unreadable):
-    the same values ``sources.hash_sources`` gives."""
-    if file.size_bytes > max_bytes or file.size_bytes < 0:
-        return f"unreadable:{file.size_bytes}:{file.modified_at}"
-    try:
-        return sha256_hex(Path(file.path).read_bytes())
-    except OSError as exc:
-        return f"unreadable:{exc.errno}"
 
 
 class StatCache:
@@ -100,8 +88,9 @@ class ScanResult:
 
 
 def hash_sources_cached(roots: Iterable[Path], max_bytes: int, cache: StatCache) -> ScanResult:
-    """``uri -> content key`` for every supported file under ``roots`` (``sources.scan_source`` decides which),
-    reading only files whose size, mtime or inode changed since the cache last saw them."""
+    """``uri -> content key`` for every supported file under ``roots`` (``sources.scan_source`` decides which,
+    ``sources.content_key`` reads them safely), reading only files whose size, mtime or inode changed since the
+    cache last saw them."""
     versions: dict[str, str] = {}
     hashed = 0
     racy_after = (time.time() - RACY_WINDOW_S) * 1e9

@@ -34,7 +34,7 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 # ``{ #id .class key=value }``), images and links (their text stays), inline code, emphasis, HTML tags and
 # Markdown backslash escapes.
 _HEADING_MARKUP: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\s*\{\s*(?:[#.][^{}]*|-|[\w-]+=[^{}]*)\}\s*$"), ""),
+    (re.compile(r"\{\s*(?:[#.][^{}]*|-|[\w-]+=[^{}]*)\}\s*$"), ""),  # no leading \s*: quadratic on long runs
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),
     (re.compile(r"`([^`]+)`"), r"\1"),

@@ -189,22 +189,21 @@ def corpus_fingerprint(versions: Iterable[tuple[str, str]]) -> str:
     return stable_hash(sorted(versions), 32)
 
 
-def hash_sources(roots: Iterable[Path], max_bytes: int) -> dict[str, str]:
-    """uri -> sha256 of the bytes, for change detection; a file that reading refuses (same rules as
+def content_key(file: SourceFile, max_bytes: int) -> str:
+    """The sha256 of a file's bytes, for change detection; a file that reading refuses (same rules as
     ``read_source_bytes``: nothing outside the root, no special file, bounded) gets a marker of its code,
     size and mtime instead, so it changes the fingerprint only when it changes (a link out of the root: only
     its code, so nothing outside the root shows through, not even a size)."""
-    result: dict[str, str] = {}
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for file in scan_source(root):
-            try:
-                result[file.uri] = sha256_hex(read_source_bytes(file, max_bytes))
-            except Refused as exc:
-                outside = exc.code == QuarantineCode.OUTSIDE_SOURCE
-                result[file.uri] = f"refused:{exc.code}" + ("" if outside else f":{file.size_bytes}:{file.modified_at}")
-    return result
+    try:
+        return sha256_hex(read_source_bytes(file, max_bytes))
+    except Refused as exc:
+        outside = exc.code == QuarantineCode.OUTSIDE_SOURCE
+        return f"refused:{exc.code}" + ("" if outside else f":{file.size_bytes}:{file.modified_at}")
+
+
+def hash_sources(roots: Iterable[Path], max_bytes: int) -> dict[str, str]:
+    """``uri -> content_key`` of every supported file under ``roots``."""
+    return {file.uri: content_key(file, max_bytes) for root in roots if root.is_dir() for file in scan_source(root)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from shared_env import inherited_environment
 
-from rag_platform.sources import hash_sources
+from rag_platform.change_detection import StatCache, hash_sources_cached
 
 pytestmark = pytest.mark.slow
 
@@ -152,9 +152,14 @@ def test_one_refresh_of_a_hostile_folder(corpus: tuple[Path, Path], tmp_path: Pa
 
 @pytest.mark.timeout(60)
 def test_the_sensors_hashing_follows_the_same_rules(corpus: tuple[Path, Path]) -> None:
-    """The sensor hashes every file on each tick: the FIFO, /dev/zero and the sparse file must not hang it or
-    exhaust memory, and a link out of the root must not be read (its content would not change the hash)."""
+    """The sensor (and the index's freshness check) hash changed files on each tick: the FIFO, /dev/zero and the
+    sparse file must not hang it or exhaust memory, and a link out of the root must not be read (its content
+    would not change the hash)."""
     root, outside = corpus
+
+    def hash_sources(roots: list[Path], max_bytes: int) -> dict[str, str]:
+        return hash_sources_cached(roots, max_bytes, StatCache(None)).versions
+
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     hashes = hash_sources([root], 1_000_000)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kilobytes

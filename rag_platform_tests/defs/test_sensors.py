@@ -124,19 +124,40 @@ def test_sensor_waits_while_a_refresh_is_queued_or_running(source: Path, instanc
 
 
 def test_a_dead_cli_run_does_not_hold_the_sensor_back(source: Path, instance: dg.DagsterInstance) -> None:
+    """A STARTED run whose process is gone (its liveness lock is free) is failed, then the change is requested;
+    a run whose lock is held still holds the sensor back."""
+    from rag_platform.defs.liveness import HELD, LIVENESS_TAG
     from rag_platform.defs.sensors import REFRESH_JOB
+    from rag_platform.locking import RunLiveness
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    run = dg.DagsterRun(
-        job_name=REFRESH_JOB,
-        run_id=str(uuid.uuid4()),
-        status=dg.DagsterRunStatus.STARTED,
-        tags={"rag/pid": str(dead.pid)},
+    (source / "new-note.md").write_text("# New note\n\nA change the warehouse does not hold yet.\n")
+    lock_path = load_settings().lock_path
+    alive, dead = (
+        dg.DagsterRun(
+            job_name=REFRESH_JOB,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={LIVENESS_TAG: HELD},
+        )
+        for _ in range(2)
     )
-    instance.add_run(run)
+    instance.add_run(alive)
+    live = RunLiveness(lock_path, alive.run_id)
+    try:
+        requests, _, skipped = evaluate(instance, None)
+        assert requests == [] and skipped is not None and alive.run_id[:8] in skipped
+    finally:
+        live.release()
+    instance.report_run_canceled(alive)
+    instance.add_run(dead)
+    # The dead run's process took its liveness lock and was killed: the lock file stays, nobody holds it.
+    grab = "from pathlib import Path; from rag_platform.locking import RunLiveness; import os; "
+    grab += f"RunLiveness(Path({str(lock_path)!r}), {dead.run_id!r}); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", grab], check=False)
     requests, _, _ = evaluate(instance, None)
     assert len(requests) == 1
+    failed = instance.get_run_by_id(dead.run_id)
+    assert failed is not None and failed.status == dg.DagsterRunStatus.FAILURE
 
 
 def test_source_changes_pairs_each_vanished_document_with_at_most_one_move() -> None:
