@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import httpx
+from rag_platform.cohere_api import CohereService
 
+if TYPE_CHECKING:
     from rag_platform.config import Settings
     from rag_platform.retrieval import Searcher
 
@@ -205,7 +205,7 @@ class ExtractiveGenerator:
         return Draft(" ".join(parts), citations)
 
 
-class CohereGenerator:
+class CohereGenerator(CohereService):
     """Cohere chat with the retrieved chunks as documents; its native citations become ``[n]`` markers.
 
     Cohere cites spans of its own answer; each citation's quote is the cited chunk's sentence that matches
@@ -214,38 +214,12 @@ class CohereGenerator:
     """
 
     provider = "cohere"
+    unavailable = GeneratorUnavailable
+    default_timeout_s = 20.0
     system = (
         "Answer the question using only the provided documents. Be concise. If the documents do not "
         "contain the answer, say that you cannot answer from them."
     )
-
-    def __init__(
-        self,
-        model: str,
-        api_key: str | None,
-        timeout_s: float = 20.0,
-        max_retries: int = 2,
-        http_client: httpx.Client | None = None,
-        base_url: str | None = None,
-    ):
-        self.model = model
-        self.api_key = api_key
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.http_client = http_client
-        self.base_url = base_url
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def _sdk(self) -> Any:
-        from rag_platform.reranking import cohere_client
-
-        if not self.api_key:
-            raise GeneratorUnavailable("COHERE_API_KEY is not set")
-        with self._lock:
-            if self._client is None:
-                self._client = cohere_client(self.api_key, self.timeout_s, self.http_client, self.base_url)
-            return self._client
 
     def generate(self, evidence: Evidence) -> Draft:
         client = self._sdk()

@@ -13,11 +13,10 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rag_platform.cohere_api import CohereService
 from rag_platform.records import Hit
 
 if TYPE_CHECKING:
-    import httpx
-
     from rag_platform.config import Settings
 
 
@@ -45,50 +44,12 @@ def _rescored(hits: Sequence[Hit], scores: dict[int, float], k: int) -> list[Hit
     return [dataclasses.replace(hits[i], score=float(score)) for i, score in ranked[:k]]
 
 
-def cohere_client(
-    api_key: str, timeout_s: float, http_client: httpx.Client | None = None, base_url: str | None = None
-) -> Any:
-    """A cohere SDK v2 client (imported on first use); ``http_client`` lets tests replay recorded exchanges."""
-    import cohere
-
-    kwargs: dict[str, Any] = {"api_key": api_key, "timeout": timeout_s}
-    if http_client is not None:
-        kwargs["httpx_client"] = http_client
-    if base_url:
-        kwargs["base_url"] = base_url
-    return cohere.ClientV2(**kwargs)
-
-
-class CohereReranker:
+class CohereReranker(CohereService):
     """Cohere Rerank via the cohere SDK; ``http_client`` lets tests replay recorded exchanges."""
 
     name = "cohere"
-
-    def __init__(
-        self,
-        model: str,
-        api_key: str | None,
-        timeout_s: float = 10.0,
-        max_retries: int = 2,
-        http_client: httpx.Client | None = None,
-        base_url: str | None = None,
-    ):
-        self.model = model
-        self.api_key = api_key
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.http_client = http_client
-        self.base_url = base_url
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def _sdk(self) -> Any:
-        if not self.api_key:
-            raise RerankUnavailable("COHERE_API_KEY is not set")
-        with self._lock:
-            if self._client is None:
-                self._client = cohere_client(self.api_key, self.timeout_s, self.http_client, self.base_url)
-            return self._client
+    unavailable = RerankUnavailable
+    default_timeout_s = 10.0
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         if not hits:
