@@ -218,7 +218,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def cmd_finetune(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from rag_platform.defs.finetune import FinetuneError, run_finetune
+    from rag_platform.defs.finetune_command import FinetuneError, run_finetune
 
     if args.budget_s is not None and args.budget_s < 1:
         raise UsageError(f"--budget-s must be at least 1, got {args.budget_s}")
