@@ -31,8 +31,6 @@ Log = Callable[[str], None]
 
 # Bumped when the pair derivation or the training loop changes, so a new recipe gets a new model version.
 RECIPE = "ft-r1"
-# Longer inputs are cut while training (the saved model keeps its own window): CPU time grows with length.
-TRAIN_MAX_TOKENS = 128
 # A mined negative scoring this close to the positive is likely relevant too (a false negative): skip it.
 FALSE_NEGATIVE_MARGIN = 0.95
 MIN_ANCHOR_CHARS = 3
@@ -68,9 +66,10 @@ class TrainingConfig:
     budget_s: int
     max_pairs: int
     hard_negatives: int
+    max_tokens: int = 64
 
     def describe(self) -> dict[str, Any]:
-        return {**asdict(self), "recipe": RECIPE, "max_tokens": TRAIN_MAX_TOKENS}
+        return {**asdict(self), "recipe": RECIPE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +211,7 @@ def train(base_path: str, pairs: Sequence[Pair], target: Path, config: TrainingC
     random.seed(config.seed)
     model = SentenceTransformer(base_path, device="cpu", backend="torch")
     window = model.max_seq_length
-    model.max_seq_length = min(window, TRAIN_MAX_TOKENS)
+    model.max_seq_length = min(window, config.max_tokens)
     loss_fn = MultipleNegativesRankingLoss(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     total_steps = config.epochs * max(1, len(pairs) // config.batch_size)

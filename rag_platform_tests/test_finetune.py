@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag_platform import warehouse
@@ -17,6 +18,7 @@ from rag_platform.finetuning import (
     TrainingConfig,
     corpus_pairs,
     data_version,
+    mine_hard_negatives,
     model_version,
     split_out_queries,
 )
@@ -65,6 +67,19 @@ def test_the_model_version_is_a_fingerprint_of_base_data_and_training() -> None:
     assert version not in changed and len(set(changed)) == 3
 
 
+def test_hard_negatives_come_from_other_documents_and_skip_likely_relevant_ones() -> None:
+    pairs = [Pair("sourdough", "feed it", "title", "d1", "h1")]
+    chunks = np.asarray([[1.0, 0.0], [0.99, 0.14], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
+    documents, texts, hashes = (
+        ["d1", "d2", "d3", "d4"],
+        ["feed it", "too close", "hard", "easy"],
+        ["h1", "h2", "h3", "h4"],
+    )
+    anchor = np.asarray([[1.0, 0.0]], dtype=np.float32)
+    (mined,) = mine_hard_negatives(pairs, anchor, chunks, documents, texts, hashes)
+    assert mined.negative == "hard"  # d1 is its own document; d2 scores within the false-negative margin
+
+
 def test_finetune_refuses_without_an_evaluation_set(platform_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rag_platform.cli import main
 
@@ -106,6 +121,7 @@ def test_the_candidate_serves_only_when_it_gains_enough(
     monkeypatch.setenv("RAG_PLATFORM__EMBEDDING__MODEL", str(tiny_model_dir))
     monkeypatch.setenv("RAG_PLATFORM__EVAL__DATASET", str(judgments(tmp_path / "judgments")))
     monkeypatch.setenv("RAG_PLATFORM__GATES__NDCG_TOLERANCE", "1.0")
+    monkeypatch.setenv("RAG_PLATFORM__FINETUNE__HARD_NEGATIVES", "1")  # the mining path too
     with warehouse.writer(load_settings()) as con:
         register_source(con, corpus)
     assert execute_refresh(load_settings(), False, trigger="test").success

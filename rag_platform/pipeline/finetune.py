@@ -61,6 +61,7 @@ def training_config(parts: RunParts, budget_s: int | None) -> TrainingConfig:
         budget_s=budget_s if budget_s is not None else f.budget_s,
         max_pairs=f.max_pairs,
         hard_negatives=f.hard_negatives,
+        max_tokens=f.max_tokens,
     )
 
 
