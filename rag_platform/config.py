@@ -109,7 +109,7 @@ class FinetuneSettings:
     budget_s: int = 300
     seed: int = 13
     batch_size: int = 32
-    learning_rate: float = 2e-5
+    learning_rate: float = 1e-5
     epochs: int = 1
     max_pairs: int = 20_000
     # Longer inputs are cut while training (the saved model keeps its own window): CPU time grows with length.

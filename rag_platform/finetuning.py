@@ -30,7 +30,7 @@ from rag_platform.records import stable_hash
 Log = Callable[[str], None]
 
 # Bumped when the pair derivation or the training loop changes, so a new recipe gets a new model version.
-RECIPE = "ft-r1"
+RECIPE = "ft-r2"
 # A mined negative scoring this close to the positive is likely relevant too (a false negative): skip it.
 FALSE_NEGATIVE_MARGIN = 0.95
 MIN_ANCHOR_CHARS = 3
@@ -215,6 +215,11 @@ def train(base_path: str, pairs: Sequence[Pair], target: Path, config: TrainingC
     loss_fn = MultipleNegativesRankingLoss(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     total_steps = config.epochs * max(1, len(pairs) // config.batch_size)
+    # Linear warm-up over the first tenth of the steps: Adam's first updates are full-size whatever the
+    # gradient, and on CPU a budget may allow only a few dozen steps (measured: without it, 23 steps at 2e-5
+    # moved the vectors to 0.93 mean cosine of the base model's).
+    warmup = max(1, total_steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     started = time.perf_counter()
     steps = seen = 0
     loss_sum = 0.0
@@ -232,6 +237,7 @@ def train(base_path: str, pairs: Sequence[Pair], target: Path, config: TrainingC
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
         steps += 1
         seen += len(batch)
         loss_sum += float(loss.detach())
