@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
+    from rag_platform.config import load_settings
     from rag_platform.evaluation import load_beir
 
     dataset_dir = args.dataset.resolve()
@@ -91,6 +92,7 @@ def main() -> None:
         "hybrid_gain": round(result["candidate"]["ndcg@10"] - result["base"]["ndcg@10"], 6),
         "dense_ndcg@10": dense,
         "dense_gain": round(dense["candidate"] - dense["base"], 6),
+        "training": dataclasses.asdict(load_settings(home).finetune),
         "min_gain": result["min_gain"],
         "published": result["published"],
         "message": result["message"],
