@@ -87,7 +87,8 @@ def main() -> None:
         "model_export_seconds": export_seconds,
         "finetune_wall_seconds": result["wall_seconds"],
         "finetune_peak_rss_mib": result["peak_rss_mib"],
-        "model": result["model"],
+        # The home is a scratch folder: the model's path is reported relative to it.
+        "model": {**result["model"], "path": str(Path(result["model"]["path"]).relative_to(home))},
         "hybrid_ndcg@10": {"base": result["base"]["ndcg@10"], "candidate": result["candidate"]["ndcg@10"]},
         "hybrid_gain": round(result["candidate"]["ndcg@10"] - result["base"]["ndcg@10"], 6),
         "dense_ndcg@10": dense,
