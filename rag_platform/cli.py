@@ -217,6 +217,20 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         raise UsageError(str(exc)) from None
 
 
+def cmd_finetune(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from rag_platform.defs.finetune_command import FinetuneError, run_finetune
+
+    if args.budget_s is not None and args.budget_s < 1:
+        raise UsageError(f"--budget-s must be at least 1, got {args.budget_s}")
+    try:
+        result = run_finetune(settings, args.budget_s, log_level="DEBUG" if args.debug else "CRITICAL")
+    except FinetuneError as exc:
+        raise UsageError(str(exc)) from None
+    if result["blocked_by"]:
+        raise RefreshBlocked("candidate blocked by quality gate " + ", ".join(result["blocked_by"]), result)
+    return result
+
+
 def cmd_benchmark_embed(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from rag_platform.embed_benchmark import benchmark_backends
 
@@ -375,6 +389,10 @@ def _index_list_text(r: dict[str, Any]) -> str:
     return "\n".join([f"versions of {r['alias']} (* served):", *rows])
 
 
+def _score(side: dict[str, Any]) -> str:
+    return "-" if side["ndcg@10"] is None else f"{side['ndcg@10']:.4f}"
+
+
 def _printers() -> dict[str, Callable[[dict[str, Any]], str]]:
     return {
         "config show": _config_text,
@@ -382,6 +400,11 @@ def _printers() -> dict[str, Callable[[dict[str, Any]], str]]:
             "\n".join(r["sources"]) or "no sources registered; run rag-platform refresh --source DIR"
         ),
         "index list": _index_list_text,
+        "finetune": lambda r: (
+            f"model {r['model']['name']} ({r['model']['pairs']} pairs, {r['model']['train_seconds']:.0f} s): "
+            f"nDCG@10 base {_score(r['base'])} -> candidate {_score(r['candidate'])}; "
+            + (f"published, serving {r['index_version']}" if r["published"] else f"not published ({r['message']})")
+        ),
         "refresh": lambda r: (
             f"run {r['run_id']}: {r['documents']} | chunks {r['chunks']} | index {r['index']['version']} "
             f"({r['index']['count']} chunks) published={r['published']} in {r['seconds']}s"
@@ -443,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval", cmd_eval, "evaluate retrieval on a BEIR-layout dataset in an isolated index")
     p.add_argument("--dataset", help="folder with corpus.jsonl, queries.jsonl, qrels/test.tsv")
     p.add_argument("--run-out", help="write TREC run files per mode into this folder")
+    p = add(
+        "finetune",
+        cmd_finetune,
+        "fine-tune the embedding model on the served corpus; publish its index only when eval.dataset improves",
+    )
+    p.add_argument("--budget-s", type=int, default=None, help="training time budget (default finetune.budget_s)")
     p = add("serve", cmd_serve, "run the query API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

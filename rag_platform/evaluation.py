@@ -186,3 +186,18 @@ def regression_gate(candidate: float, baseline: float | None, tolerance: float) 
             f"(tolerance {tolerance})",
         )
     return Gate(name, True, f"nDCG@10 {candidate:.4f} (previous {baseline:.4f}, tolerance {tolerance})")
+
+
+def gain_gate(candidate: float, baseline: float | None, min_gain: float) -> Gate:
+    """Pass only when ``candidate`` nDCG@10 beats the served ``baseline`` by at least ``min_gain`` (fine-tuning:
+    a model that is not better is not worth a change for users)."""
+    name = "retrieval_quality_improves"
+    if baseline is None:
+        return Gate(name, True, f"nDCG@10 {candidate:.4f}; nothing served to compare with")
+    gain = candidate - baseline
+    verdict = "at least" if gain >= min_gain else "less than"
+    return Gate(
+        name,
+        gain >= min_gain,
+        f"nDCG@10 {candidate:.4f} vs served {baseline:.4f}: gain {gain:+.4f}, {verdict} finetune.min_gain {min_gain}",
+    )

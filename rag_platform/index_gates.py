@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 DELETE_FRACTION = "index_delete_fraction_within_limit"
 MATCHES_LEDGER = "index_matches_ledger"
 RETRIEVAL_QUALITY = "retrieval_quality_within_tolerance"
-INDEX_GATES = (MATCHES_LEDGER, DELETE_FRACTION, RETRIEVAL_QUALITY)
+RETRIEVAL_GAIN = "retrieval_quality_improves"  # fine-tuning candidates only
+INDEX_GATES = (MATCHES_LEDGER, DELETE_FRACTION, RETRIEVAL_QUALITY, RETRIEVAL_GAIN)
 
 
 def delete_fraction_gate(

@@ -8,6 +8,7 @@ loads once per process); the backend is one handle per ``RunParts``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import logging
@@ -37,16 +38,24 @@ logger = logging.getLogger("rag_platform.parts")
 @dataclass(slots=True)
 class RunParts:
     settings: Settings
+    # A fine-tuning candidate's run: publish only when nDCG@10 beats the served version's by this much.
+    min_gain: float | None = None
     _backend: IndexBackend | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _warming: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
-    def resolve(cls, home: Path | None = None) -> RunParts:
-        """Read the settings of ``home`` (``$RAG_PLATFORM_HOME`` when None) once, checked against the model."""
+    def resolve(cls, home: Path | None = None, embedding_model: str = "", min_gain: float | None = None) -> RunParts:
+        """Read the settings of ``home`` (``$RAG_PLATFORM_HOME`` when None) once, checked against the model.
+
+        ``embedding_model`` replaces ``embedding.model`` for this run (a fine-tuned candidate), and
+        ``min_gain`` makes its publishing depend on beating the served version's retrieval quality."""
         settings = load_settings(home)
+        if embedding_model:
+            embedding = dataclasses.replace(settings.embedding, model=embedding_model)
+            settings = dataclasses.replace(settings, embedding=embedding)
         check_settings(settings)
-        return cls(settings)
+        return cls(settings, min_gain)
 
     @property
     def home(self) -> Path:

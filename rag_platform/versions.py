@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_platform import warehouse
 from rag_platform.backends import make_backend
+from rag_platform.config import clear_published_model, load_settings, write_published_model
 from rag_platform.index_plan import mark_served
 from rag_platform.ingest import now
 from rag_platform.locking import refresh_lock
@@ -54,12 +56,24 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
     return versions
 
 
+def serve_model_of(settings: Settings, model_id: str) -> None:
+    """Queries follow the model of the version now served: the configured one, or a fine-tuned one."""
+    model = model_id.rsplit("@", 1)[0]
+    configured = load_settings(settings.home, published=False).embedding.model
+    if model == configured:
+        clear_published_model(settings.home)
+    elif Path(model).is_dir():
+        write_published_model(settings.home, configured, model, Path(model).name)
+
+
 def rollback(settings: Settings, version: str) -> dict[str, Any]:
     """Point the alias at ``version`` (a kept, fully built version); the previous one stays kept."""
     backend = make_backend(settings)
     alias = settings.index.alias
     with refresh_lock(settings.lock_path), warehouse.writer(settings) as con:
-        row = first_row(con, "SELECT status FROM index_versions WHERE name = ? AND alias = ?", [version, alias])
+        row = first_row(
+            con, "SELECT status, model_id FROM index_versions WHERE name = ? AND alias = ?", [version, alias]
+        )
         if row is None or row[0] == "dropped":
             raise VersionError(f"unknown index version {version!r}; see rag-platform index list")
         if row[0] == "building":
@@ -68,5 +82,6 @@ def rollback(settings: Settings, version: str) -> dict[str, Any]:
         backend.swap_alias(alias, version)
         mark_served(con, alias, version)
         con.execute("INSERT INTO alias_events VALUES (?, ?, ?, NULL, ?, 'rollback')", [alias, version, previous, now()])
+        serve_model_of(settings, str(row[1] or ""))
     warehouse.export_snapshot(settings)
     return {"alias": alias, "served": version, "previous": previous, "count": backend.count(version)}

@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS evaluations (
     index_name VARCHAR, alias VARCHAR, run_id VARCHAR, dataset VARCHAR, mode VARCHAR, queries INTEGER,
     ndcg_at_10 DOUBLE, recall_at_10 DOUBLE, recall_at_100 DOUBLE, mrr_at_10 DOUBLE, evaluated_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS fine_tuned_models (
+    version VARCHAR PRIMARY KEY, base_model VARCHAR, path VARCHAR, data_version VARCHAR, pairs INTEGER,
+    excluded_pairs INTEGER, hard_negatives INTEGER, train_seconds DOUBLE, steps INTEGER, training VARCHAR,
+    run_id VARCHAR, created_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS fine_tune_comparisons (
+    version VARCHAR, dataset VARCHAR, served_index VARCHAR, candidate_index VARCHAR, base_ndcg_at_10 DOUBLE,
+    candidate_ndcg_at_10 DOUBLE, min_gain DOUBLE, published BOOLEAN, run_id VARCHAR, compared_at TIMESTAMP
+);
 """
 
 # Tables copied into the read snapshot; vectors and raw text stay in the warehouse.
@@ -95,6 +104,8 @@ SNAPSHOT_QUERIES = {
     "published_chunks": "SELECT * FROM w.published_chunks",
     "runs": "SELECT * FROM w.runs",
     "alias_events": "SELECT * FROM w.alias_events",
+    "fine_tuned_models": "SELECT * FROM w.fine_tuned_models",
+    "fine_tune_comparisons": "SELECT * FROM w.fine_tune_comparisons",
 }
 
 

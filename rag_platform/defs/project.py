@@ -8,6 +8,7 @@ import dagster as dg
 from rag_platform.change_detection import oldest_pending_change_s, pending_changes, warehouse_documents
 from rag_platform.config import load_settings
 from rag_platform.dbt import find_manifest
+from rag_platform.defs.finetune import fine_tuned_model
 from rag_platform.defs.index import (
     chunk_embeddings,
     chunks_pass_quality_suite,
@@ -19,7 +20,7 @@ from rag_platform.defs.index import (
 from rag_platform.defs.ingest import no_documents_quarantined, raw_documents
 from rag_platform.defs.query import reranked_query_results, retrieval_evaluation
 from rag_platform.defs.resources import PlatformResource
-from rag_platform.defs.sensors import build_corpus_sensor, rebuild_job, refresh_job
+from rag_platform.defs.sensors import build_corpus_sensor, finetune_job, rebuild_job, refresh_job
 from rag_platform.defs.transform import build_dbt_assets, dbt_resource
 
 
@@ -55,6 +56,7 @@ def build_definitions() -> dg.Definitions:
             search_index,
             reranked_query_results,
             retrieval_evaluation,
+            fine_tuned_model,
         ],
         asset_checks=[
             documents_pass_quality_suite,
@@ -63,7 +65,7 @@ def build_definitions() -> dg.Definitions:
             no_documents_quarantined,
             search_index_reflects_sources,
         ],
-        jobs=[refresh_job, rebuild_job],
+        jobs=[refresh_job, rebuild_job, finetune_job],
         sensors=[build_corpus_sensor(settings.sensor.interval_s)],
         resources={
             "platform": PlatformResource(),

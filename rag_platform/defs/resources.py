@@ -19,11 +19,14 @@ class PlatformResource(dg.ConfigurableResource):
 
     home: str = ""
     lock_timeout_s: float = 3600.0
+    # Set by ``finetune`` for its candidate run: the model to index with, and the gain it must show to publish.
+    embedding_model: str = ""
+    min_gain: float | None = None
     _parts: RunParts | None = PrivateAttr(default=None)
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlatformResource"]:
-        parts = RunParts.resolve(Path(self.home) if self.home else None)
+        parts = self._resolve()
         lock_path = parts.settings.lock_path
         run_id = context.run_id
         with ExitStack() as stack:
@@ -44,8 +47,11 @@ class PlatformResource(dg.ConfigurableResource):
     @property
     def parts(self) -> RunParts:
         if self._parts is None:  # used outside a run (direct asset invocation in tests)
-            self._parts = RunParts.resolve(Path(self.home) if self.home else None)
+            self._parts = self._resolve()
         return self._parts
+
+    def _resolve(self) -> RunParts:
+        return RunParts.resolve(Path(self.home) if self.home else None, self.embedding_model, self.min_gain)
 
 
 def _waiting_logger(context: dg.InitResourceContext) -> Callable[[str], None]:

@@ -6,6 +6,7 @@ import re
 import socket
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -38,16 +39,39 @@ def prepare_home(settings: Settings) -> None:
     ensure_manifest(settings.home)
 
 
-def execute_refresh(settings: Settings, full: bool, trigger: str = "cli", log_level: str = "WARNING") -> JobOutcome:
+def execute_refresh(
+    settings: Settings,
+    full: bool,
+    trigger: str = "cli",
+    log_level: str = "WARNING",
+    embedding_model: str = "",
+    min_gain: float | None = None,
+) -> JobOutcome:
     """Execute the refresh (or rebuild) job in this process on ``settings.home``; its run shows in the UI's run
     history. The run resolves its own settings from that home once, when it starts.
 
     ``log_level`` applies to Dagster's console logger only; the full event log is stored either way.
+    ``embedding_model`` and ``min_gain`` make it a fine-tuning candidate's run (see ``PlatformResource``).
     """
+    platform: dict[str, Any] = {"home": str(settings.home)}
+    if embedding_model:
+        platform.update(embedding_model=embedding_model, min_gain=min_gain)
+    return execute_job(settings, REBUILD_JOB if full else REFRESH_JOB, trigger, log_level, platform)
+
+
+def execute_job(
+    settings: Settings,
+    job_name: str,
+    trigger: str,
+    log_level: str,
+    platform: dict[str, Any],
+    ops: dict[str, Any] | None = None,
+) -> JobOutcome:
+    """Execute one of the platform's jobs in this process, tagged and holding its liveness lock."""
     prepare_home(settings)
     instance = dg.DagsterInstance.get()
     fail_dead_runs(instance, settings.lock_path)
-    job = _definitions().resolve_job_def(REBUILD_JOB if full else REFRESH_JOB)
+    job = _definitions().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     # The liveness lock is held before the run exists, so no checker ever sees this run STARTED without it.
     tags = {
@@ -57,16 +81,15 @@ def execute_refresh(settings: Settings, full: bool, trigger: str = "cli", log_le
         "rag/lock": lock_kind(),
         LIVENESS_TAG: HELD,
     }
+    run_config: dict[str, Any] = {
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+        "resources": {"platform": {"config": platform}},
+    }
+    if ops:
+        run_config["ops"] = ops
     with run_liveness(instance, settings.lock_path, run_id):
         result = job.execute_in_process(
-            instance=instance,
-            run_id=run_id,
-            raise_on_error=False,
-            tags=tags,
-            run_config={
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-                "resources": {"platform": {"config": {"home": str(settings.home)}}},
-            },
+            instance=instance, run_id=run_id, raise_on_error=False, tags=tags, run_config=run_config
         )
     return JobOutcome(
         result.run_id,

@@ -11,20 +11,31 @@ from rag_platform.defs.liveness import fail_dead_runs
 
 REFRESH_JOB = "refresh_index"
 REBUILD_JOB = "rebuild_index"
+FINETUNE_JOB = "finetune_model"
+# Fine-tuning runs on request (``rag-platform finetune``), never as part of a refresh.
+INDEX_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.groups("finetune")
 
 # One process per run: the refresh lock resource then spans the whole run, and steps share the loaded model.
 refresh_job = dg.define_asset_job(
     REFRESH_JOB,
-    selection=dg.AssetSelection.all(),
+    selection=INDEX_ASSETS,
     executor_def=dg.in_process_executor,
     description="Ingest, transform, chunk, embed and index what changed, then refresh the standing queries.",
 )
 rebuild_job = dg.define_asset_job(
     REBUILD_JOB,
-    selection=dg.AssetSelection.all(),
+    selection=INDEX_ASSETS,
     executor_def=dg.in_process_executor,
     tags={FULL_TAG: "true"},
     description="Re-chunk everything and build a new index version beside the served one; publish when gates pass.",
+)
+
+finetune_job = dg.define_asset_job(
+    FINETUNE_JOB,
+    selection=dg.AssetSelection.groups("finetune"),
+    executor_def=dg.in_process_executor,
+    description="Fine-tune the embedding model on the served corpus (rag-platform finetune then builds, scores "
+    "and maybe publishes a candidate index version with it through the refresh job).",
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from rag_platform import __version__
 from rag_platform.chunk_sync import ChunkStats, sync_chunks
+from rag_platform.config import load_settings, write_published_model
 from rag_platform.embedding_sync import EmbedStats, embed_missing
 from rag_platform.gates import Gate
 from rag_platform.index_sync import IndexStats, sync_index
@@ -188,6 +189,11 @@ def index(parts: RunParts, run_id: str, full: bool = False, log: Log | None = No
         )
         record_stats(con, run_id, "index", stats.as_dict())
         finish_run(con, run_id, "succeeded" if stats.published else "blocked")
+        if stats.published and parts.min_gain is not None:
+            # A fine-tuned candidate now serves: queries and later refreshes use its model from here on.
+            configured = load_settings(parts.home, published=False).embedding.model
+            model = parts.settings.embedding.model
+            write_published_model(parts.home, configured, model, Path(model).name)
     export_snapshot(parts.settings)
     return stats
 
