@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from rag_platform.config import Settings
-from rag_platform.dbt import ensure_manifest
+from rag_platform.dbt import ensure_manifest, preload_dbt
 from rag_platform.defs.liveness import HELD, LIVENESS_TAG, fail_dead_runs, run_liveness
 from rag_platform.defs.project import build_definitions
 from rag_platform.defs.sensors import REBUILD_JOB, REFRESH_JOB
 from rag_platform.environment import prepare_environment
 from rag_platform.locking import lock_kind
+from rag_platform.parts import RunParts
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +39,30 @@ def prepare_home(settings: Settings) -> None:
     ensure_manifest(settings.home)
 
 
-def execute_refresh(settings: Settings, full: bool, trigger: str = "cli", log_level: str = "WARNING") -> JobOutcome:
+def warm_up(settings: Settings) -> None:
+    """Load what a run needs once in a long-lived process (definitions, dbt, GX, the index backend and the
+    model), so its first run costs what later ones do."""
+    prepare_home(settings)
+    _definitions()
+    preload_dbt()
+    parts = RunParts.resolve(settings.home)
+    parts.start_warmup()
+    parts.close()
+
+
+def execute_refresh(
+    settings: Settings,
+    full: bool,
+    trigger: str = "cli",
+    log_level: str = "WARNING",
+    changes: str | None = None,
+) -> JobOutcome:
     """Execute the refresh (or rebuild) job in this process on ``settings.home``; its run shows in the UI's run
     history. The run resolves its own settings from that home once, when it starts.
 
-    ``log_level`` applies to Dagster's console logger only; the full event log is stored either way.
+    ``changes`` (the change set a trigger saw, e.g. "1 added, 0 modified, ...") becomes the run's
+    ``rag/changes`` tag, as on sensor runs. ``log_level`` applies to Dagster's console logger only; the full
+    event log is stored either way.
     """
     prepare_home(settings)
     instance = dg.DagsterInstance.get()
@@ -56,6 +76,7 @@ def execute_refresh(settings: Settings, full: bool, trigger: str = "cli", log_le
         "rag/pid": str(os.getpid()),  # for people reading the run; liveness never compares pids
         "rag/lock": lock_kind(),
         LIVENESS_TAG: HELD,
+        **({"rag/changes": changes} if changes else {}),
     }
     with run_liveness(instance, settings.lock_path, run_id):
         result = job.execute_in_process(
