@@ -272,6 +272,8 @@ def _source_watcher(settings: Settings, debug: bool) -> Any:
     """The warm worker: refreshes in this process when a registered source folder changes (see defs/watcher.py)."""
     from rag_platform.defs.watcher import SourceWatcher
 
+    if not settings.sensor.watch:
+        return None
     watcher = SourceWatcher(settings, log_level="DEBUG" if debug else "CRITICAL")
     watcher.start()
     return watcher
@@ -282,7 +284,8 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     debug = getattr(args, "debug", False)
     processes = _dagster_processes(settings, args.host, args.port, debug)
     watcher = _source_watcher(settings, debug)
-    log(f"Dagster UI on http://{args.host}:{args.port} (watching the sources, sensors running; Ctrl-C to stop)")
+    watching = "watching the sources, " if watcher is not None else ""
+    log(f"Dagster UI on http://{args.host}:{args.port} ({watching}sensors running; Ctrl-C to stop)")
     _wait(processes, settings, watcher)
     return {}
 

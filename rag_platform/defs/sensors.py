@@ -131,3 +131,13 @@ def run_seconds(run_id: str) -> float | None:
     if record is None or not record.start_time or not record.end_time:
         return None
     return round(record.end_time - record.start_time, 3)
+
+
+def runs_by_trigger() -> dict[str, int]:
+    """How many refresh or rebuild runs the platform's Dagster instance holds, by ``rag/trigger`` tag."""
+    counts: dict[str, int] = {}
+    for run in dg.DagsterInstance.get().get_runs(limit=10_000):
+        if run.job_name in (REFRESH_JOB, REBUILD_JOB):
+            trigger = run.tags.get("rag/trigger", "ui")
+            counts[trigger] = counts.get(trigger, 0) + 1
+    return counts

@@ -50,8 +50,7 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
                 yield event
         finally:
             # Recorded once dbt has let go of the warehouse file: dbt tests are gates of the run like the others.
-            for gate in tests:
-                steps.gate_recorded(parts, context.run.run_id, gate)
+            steps.gates_recorded(parts, context.run.run_id, tests)
 
     return dbt_models
 
