@@ -283,10 +283,9 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     _stop_on_sigterm()
     debug = getattr(args, "debug", False)
     processes = _dagster_processes(settings, args.host, args.port, debug)
-    watcher = _source_watcher(settings, debug)
-    watching = "watching the sources, " if watcher is not None else ""
+    watching = "watching the sources, " if settings.sensor.watch else ""
     log(f"Dagster UI on http://{args.host}:{args.port} ({watching}sensors running; Ctrl-C to stop)")
-    _wait(processes, settings, watcher)
+    _wait(processes, settings, lambda: _source_watcher(settings, debug))
     return {}
 
 
@@ -328,16 +327,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     api = subprocess.Popen(
         [sys.executable, "-m", "rag_platform.cli", "serve", "--host", args.host, "--port", str(args.api_port)]
     )
-    _wait([*processes, api], settings, _source_watcher(settings, debug))
+    _wait([*processes, api], settings, lambda: _source_watcher(settings, debug))
     return {}
 
 
-def _wait(processes: Sequence[Any], settings: Settings | None = None, watcher: Any = None) -> None:
+def _wait(processes: Sequence[Any], settings: Settings | None = None, watch: Callable[[], Any] | None = None) -> None:
     """Until one process exits or the user stops us; then stop them all. With ``settings``, one line per
-    refresh run that finished meanwhile (from the watcher, the UI, the sensor or the CLI). With ``watcher``,
-    this thread runs the refreshes its file events call for."""
+    refresh run that finished meanwhile (from the watcher, the UI, the sensor or the CLI). With ``watch``
+    (which starts a source watcher), this thread runs the refreshes its file events call for."""
     seen_after = time.time()
+    watcher = None
     try:
+        watcher = _start_watcher(watch)  # inside the try: its warm-up may be interrupted like the rest
         while all(p.poll() is None for p in processes):
             _poll(watcher)
             if settings is not None:
@@ -352,6 +353,16 @@ def _wait(processes: Sequence[Any], settings: Settings | None = None, watcher: A
                 p.terminate()
         for p in processes:
             p.wait(timeout=30)
+
+
+def _start_watcher(watch: Callable[[], Any] | None) -> Any:
+    if watch is None:
+        return None
+    try:
+        return watch()
+    except Exception as exc:  # e.g. a model that does not load: the sensor still refreshes
+        log(f"not watching the sources ({type(exc).__name__}: {exc}); the sensor takes changes")
+        return None
 
 
 def _poll(watcher: Any) -> None:
