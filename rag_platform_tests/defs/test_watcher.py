@@ -5,6 +5,8 @@ the served index. Its runs are the refresh job's own runs, in the platform's Dag
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +90,18 @@ def test_watcher_runs_the_refresh_job_once_per_burst_and_never_beside_another_ru
     run = dg.DagsterInstance.get().get_run_by_id(burst.outcome.run_id)
     assert run is not None and run.job_name == REFRESH_JOB and run.tags["rag/trigger"] == "watcher"
     assert run.tags["rag/changes"] == burst.changes
+    # dbt ran in this process, and let go of the warehouse: another process can be its single writer now.
+    opened = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+            str(load_settings().warehouse_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert opened.returncode == 0, opened.stderr
 
     # A refresh in flight (here one the daemon is about to launch) takes whatever it finds: no second run.
     instance = dg.DagsterInstance.get()
