@@ -171,3 +171,32 @@ def oldest_pending_change_s(pending: PendingChanges, now: float | None = None) -
         with contextlib.suppress(OSError, ValueError):
             oldest = min(oldest, os.stat(unquote(urlparse(uri).path)).st_mtime)
     return max(0.0, now - oldest)
+
+
+# A `ui` or `demo` process that watches the sources and refreshes on its own touches this file every poll; the
+# sensor leaves recent changes to it while the file is fresh.
+WATCHER_FILE = "watcher.alive"
+WATCHER_FRESH_S = 5.0
+WATCHER_GRACE_S = 30.0
+
+
+def beat_watcher(settings: Settings) -> None:
+    path = settings.home / WATCHER_FILE
+    with contextlib.suppress(OSError):
+        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+
+
+def stop_watcher(settings: Settings) -> None:
+    with contextlib.suppress(OSError):
+        (settings.home / WATCHER_FILE).unlink()
+
+
+def watcher_takes(settings: Settings, pending: PendingChanges, now: float | None = None) -> bool:
+    """Whether a live watcher will take ``pending`` itself: it beat within ``WATCHER_FRESH_S`` and the oldest
+    change is younger than ``WATCHER_GRACE_S`` (an older one means the watcher missed it: the sensor runs)."""
+    now = time.time() if now is None else now
+    try:
+        beat = (settings.home / WATCHER_FILE).stat().st_mtime
+    except OSError:
+        return False
+    return now - beat <= WATCHER_FRESH_S and oldest_pending_change_s(pending, now) < WATCHER_GRACE_S

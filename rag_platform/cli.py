@@ -282,11 +282,24 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def _source_watcher(settings: Settings, debug: bool) -> Any:
+    """The warm worker: refreshes in this process when a registered source folder changes (see defs/watcher.py)."""
+    from rag_platform.defs.watcher import SourceWatcher
+
+    if not settings.sensor.watch:
+        return None
+    watcher = SourceWatcher(settings, log_level="DEBUG" if debug else "CRITICAL")
+    watcher.start()
+    return watcher
+
+
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     _stop_on_sigterm()
-    processes = _dagster_processes(settings, args.host, args.port, getattr(args, "debug", False))
-    log(f"Dagster UI on http://{args.host}:{args.port} (sensors running; Ctrl-C to stop)")
-    _wait(processes, settings)
+    debug = getattr(args, "debug", False)
+    processes = _dagster_processes(settings, args.host, args.port, debug)
+    watching = "watching the sources, " if settings.sensor.watch else ""
+    log(f"Dagster UI on http://{args.host}:{args.port} ({watching}sensors running; Ctrl-C to stop)")
+    _wait(processes, settings, lambda: _source_watcher(settings, debug))
     return {}
 
 
@@ -328,27 +341,53 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     api = subprocess.Popen(
         [sys.executable, "-m", "rag_platform.cli", "serve", "--host", args.host, "--port", str(args.api_port)]
     )
-    _wait([*processes, api], settings)
+    _wait([*processes, api], settings, lambda: _source_watcher(settings, debug))
     return {}
 
 
-def _wait(processes: Sequence[Any], settings: Settings | None = None) -> None:
+def _wait(processes: Sequence[Any], settings: Settings | None = None, watch: Callable[[], Any] | None = None) -> None:
     """Until one process exits or the user stops us; then stop them all. With ``settings``, one line per
-    refresh run that finished meanwhile (from the UI, the sensor or the CLI)."""
+    refresh run that finished meanwhile (from the watcher, the UI, the sensor or the CLI). With ``watch``
+    (which starts a source watcher), this thread runs the refreshes its file events call for."""
     seen_after = time.time()
+    watcher = None
     try:
+        watcher = _start_watcher(watch)  # inside the try: its warm-up may be interrupted like the rest
         while all(p.poll() is None for p in processes):
-            time.sleep(1.0)
+            _poll(watcher)
             if settings is not None:
                 seen_after = _report_runs(seen_after)
     except KeyboardInterrupt:
         pass
     finally:
+        if watcher is not None:
+            watcher.stop()
         for p in processes:
             if p.poll() is None:
                 p.terminate()
         for p in processes:
             p.wait(timeout=30)
+
+
+def _start_watcher(watch: Callable[[], Any] | None) -> Any:
+    if watch is None:
+        return None
+    try:
+        return watch()
+    except Exception as exc:  # e.g. a model that does not load: the sensor still refreshes
+        log(f"not watching the sources ({type(exc).__name__}: {exc}); the sensor takes changes")
+        return None
+
+
+def _poll(watcher: Any) -> None:
+    if watcher is None:
+        time.sleep(1.0)
+        return
+    try:
+        watcher.poll(1.0)
+    except Exception as exc:  # a busy instance database or an unreadable snapshot: the next poll tries again
+        log(f"watcher: {type(exc).__name__}: {exc}")
+        time.sleep(1.0)
 
 
 def _report_runs(after: float) -> float:

@@ -128,6 +128,9 @@ class GateSettings:
 @dataclass(frozen=True, slots=True)
 class SensorSettings:
     interval_s: int = 30
+    # `ui` and `demo` watch the source folders and refresh in their own warm process (defs/watcher.py); false
+    # leaves every change to the sensor.
+    watch: bool = True
     # The served index is stale (Dagster freshness policy fails) this long after its last refresh.
     max_staleness_s: int = 86_400
 

@@ -11,12 +11,13 @@ from typing import Any
 import dagster as dg
 
 from rag_platform.config import Settings
-from rag_platform.dbt import ensure_manifest
+from rag_platform.dbt import ensure_manifest, preload_dbt
 from rag_platform.defs.liveness import HELD, LIVENESS_TAG, fail_dead_runs, run_liveness
 from rag_platform.defs.project import build_definitions
 from rag_platform.defs.sensors import REBUILD_JOB, REFRESH_JOB
 from rag_platform.environment import prepare_environment
 from rag_platform.locking import lock_kind
+from rag_platform.parts import RunParts
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,24 +40,39 @@ def prepare_home(settings: Settings) -> None:
     ensure_manifest(settings.home)
 
 
+def warm_up(settings: Settings) -> None:
+    """Load what a run needs once in a long-lived process (definitions, dbt, GX, the index backend and the
+    model), so its first run costs what later ones do."""
+    prepare_home(settings)
+    _definitions()
+    preload_dbt()
+    parts = RunParts.resolve(settings.home)
+    parts.start_warmup()
+    parts.close()
+
+
 def execute_refresh(
     settings: Settings,
     full: bool,
     trigger: str = "cli",
     log_level: str = "WARNING",
+    changes: str | None = None,
     embedding_model: str = "",
     min_gain: float | None = None,
 ) -> JobOutcome:
     """Execute the refresh (or rebuild) job in this process on ``settings.home``; its run shows in the UI's run
     history. The run resolves its own settings from that home once, when it starts.
 
-    ``log_level`` applies to Dagster's console logger only; the full event log is stored either way.
-    ``embedding_model`` and ``min_gain`` make it a fine-tuning candidate's run (see ``PlatformResource``).
+    ``changes`` (the change set a trigger saw, e.g. "1 added, 0 modified, ...") becomes the run's
+    ``rag/changes`` tag, as on sensor runs. ``log_level`` applies to Dagster's console logger only; the full
+    event log is stored either way. ``embedding_model`` and ``min_gain`` make it a fine-tuning candidate's run
+    (see ``PlatformResource``).
     """
     platform: dict[str, Any] = {"home": str(settings.home)}
     if embedding_model:
         platform.update(embedding_model=embedding_model, min_gain=min_gain)
-    return execute_job(settings, REBUILD_JOB if full else REFRESH_JOB, trigger, log_level, platform)
+    tags = {"rag/changes": changes} if changes else {}
+    return execute_job(settings, REBUILD_JOB if full else REFRESH_JOB, trigger, log_level, platform, tags=tags)
 
 
 def execute_job(
@@ -66,8 +82,10 @@ def execute_job(
     log_level: str,
     platform: dict[str, Any],
     ops: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> JobOutcome:
-    """Execute one of the platform's jobs in this process, tagged and holding its liveness lock."""
+    """Execute one of the platform's jobs in this process, tagged (``tags`` on top of the platform's own) and
+    holding its liveness lock."""
     prepare_home(settings)
     instance = dg.DagsterInstance.get()
     fail_dead_runs(instance, settings.lock_path)
@@ -75,6 +93,7 @@ def execute_job(
     run_id = str(uuid.uuid4())
     # The liveness lock is held before the run exists, so no checker ever sees this run STARTED without it.
     tags = {
+        **(tags or {}),
         "rag/trigger": trigger,
         "rag/host": socket.gethostname(),
         "rag/pid": str(os.getpid()),  # for people reading the run; liveness never compares pids

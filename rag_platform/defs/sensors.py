@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from rag_platform.change_detection import pending_changes, warehouse_documents
+from rag_platform.change_detection import pending_changes, warehouse_documents, watcher_takes
 from rag_platform.config import load_settings
 from rag_platform.defs.ingest import FULL_TAG
 from rag_platform.defs.liveness import fail_dead_runs
@@ -82,6 +82,9 @@ def evaluate_corpus(cursor: str | None, instance: dg.DagsterInstance) -> dg.Sens
         return dg.SensorResult(
             skip_reason=f"no change: {seen}; the warehouse holds every one", cursor=f"{seq}:{pending.fingerprint}"
         )
+    if watcher_takes(settings, pending):
+        # `ui`/`demo` refresh in their own warm process when files change; a change they missed gets old.
+        return dg.SkipReason(f"the watcher of a running ui takes this change ({pending.changes.describe()})")
     if pending.fingerprint == previous:
         # A run was requested for exactly this state and did not take it (it failed): wait for a new change
         # instead of failing again every tick.
@@ -139,3 +142,13 @@ def run_seconds(run_id: str) -> float | None:
     if record is None or not record.start_time or not record.end_time:
         return None
     return round(record.end_time - record.start_time, 3)
+
+
+def runs_by_trigger() -> dict[str, int]:
+    """How many refresh or rebuild runs the platform's Dagster instance holds, by ``rag/trigger`` tag."""
+    counts: dict[str, int] = {}
+    for run in dg.DagsterInstance.get().get_runs(limit=10_000):
+        if run.job_name in (REFRESH_JOB, REBUILD_JOB):
+            trigger = run.tags.get("rag/trigger", "ui")
+            counts[trigger] = counts.get(trigger, 0) + 1
+    return counts

@@ -10,9 +10,11 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from packaging import version
 
-from rag_platform.dbt import dbt_project_dir, dbt_vars, ensure_manifest
+from rag_platform.dbt import build_in_process, dbt_project_dir, dbt_vars, ensure_manifest
 from rag_platform.defs.resources import PlatformResource
 from rag_platform.gates import Gate
 from rag_platform.pipeline import steps
@@ -40,21 +42,45 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
         # One target folder for all runs (they never overlap: the refresh lock) keeps dbt's partial parse.
         target = parts.home / "dbt" / "target"
         parts.start_warmup()  # while this step waits on dbt
-        args = ["build", "--vars", dbt_vars(parts.settings.warehouse_path)]
         tests: list[Gate] = []
         try:
-            # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
-            with contextlib.redirect_stdout(sys.stderr):
-                for event in dbt.cli(args, context=context, target_path=target).stream():
-                    if isinstance(event, dg.AssetCheckResult):
-                        tests.append(dbt_test_gate(event))
-                    yield event
+            for event in _build_events(context, dbt, parts.settings.warehouse_path, target):
+                if isinstance(event, dg.AssetCheckResult):
+                    tests.append(dbt_test_gate(event))
+                yield event
         finally:
             # Recorded once dbt has let go of the warehouse file: dbt tests are gates of the run like the others.
-            for gate in tests:
-                steps.gate_recorded(parts, context.run.run_id, gate)
+            steps.gates_recorded(parts, context.run.run_id, tests)
 
     return dbt_models
+
+
+def whole_selection(context: dg.AssetExecutionContext) -> bool:
+    """Whether the step materializes every dbt model and runs every dbt test (the refresh and rebuild jobs)."""
+    assets_def = context.assets_def
+    return set(context.selected_asset_keys) == set(assets_def.keys) and set(context.selected_asset_check_keys) == set(
+        assets_def.check_keys
+    )
+
+
+def _build_events(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse_path: Path, target: Path
+) -> Iterator[Any]:
+    """The Dagster events of one ``dbt build``: in this process for the whole selection (the jobs' path: no
+    interpreter start, dbt import or parse per run), else dagster-dbt's subprocess with its subset selection."""
+    if not whole_selection(context):
+        # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            args = ["build", "--vars", dbt_vars(warehouse_path)]
+            yield from dbt.cli(args, context=context, target_path=target).stream()
+        return
+    build = build_in_process(warehouse_path, target)
+    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    for raw in build.events:
+        message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
+        yield from message.to_default_asset_events(manifest, translator, context, target)
+    if not build.success:
+        raise dg.Failure(f"dbt build failed: {build.error}")
 
 
 def dbt_test_gate(result: dg.AssetCheckResult) -> Gate:

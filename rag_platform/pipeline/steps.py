@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,14 @@ def index(parts: RunParts, run_id: str, full: bool = False, log: Log | None = No
 
 def gate_recorded(parts: RunParts, run_id: str, gate: Gate) -> Gate:
     """Record a gate outcome in the run record (a failure marks the run blocked) and return it."""
-    with parts.warehouse() as con:
-        record_gate(con, run_id, gate)
+    gates_recorded(parts, run_id, [gate])
     return gate
+
+
+def gates_recorded(parts: RunParts, run_id: str, gates: Sequence[Gate]) -> None:
+    """Record several gate outcomes (a step's dbt tests) with one warehouse connection."""
+    if not gates:
+        return
+    with parts.warehouse() as con:
+        for gate in gates:
+            record_gate(con, run_id, gate)
