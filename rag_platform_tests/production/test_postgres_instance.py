@@ -109,13 +109,13 @@ def test_refresh_ui_and_sensor_on_postgres(tmp_path: Path, postgres: Postgres, t
     assert cli("refresh", "--trigger", "Bad Label").returncode == 2
 
     # The UI (webserver + daemon) on the same instance: the CLI's run is there, and a source edit makes the
-    # sensor launch a run through the daemon's queue.
+    # sensor launch a run through the daemon's queue (the ui's own watcher is off: this is the daemon's path).
     port = free_port()
     ui_log = tmp_path / "ui.log"
     with ui_log.open("w") as log:
         ui = subprocess.Popen(
             [sys.executable, "-m", "rag_platform.cli", "ui", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
+            env={**env, "RAG_PLATFORM__SENSOR__WATCH": "false"},
             cwd=tmp_path,
             stdout=log,
             stderr=subprocess.STDOUT,
