@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import uuid
@@ -14,23 +13,8 @@ import pytest
 
 from rag_platform import warehouse
 from rag_platform.config import load_settings
-from rag_platform.environment import prepare_environment
-from rag_platform.ingest import ingest_sources, register_source
+from rag_platform.ingest import ingest_sources
 from rag_platform.sources import source_changes
-
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
-
-
-@pytest.fixture
-def source(platform_home: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "corpus"
-    shutil.copytree(CORPUS, target)
-    settings = load_settings()
-    prepare_environment(settings)
-    with warehouse.writer(settings) as con:
-        register_source(con, target)
-    warehouse.export_snapshot(settings)
-    return target
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the served index. Its runs are the refresh job's own runs, in the platform's Dag
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import uuid
@@ -14,27 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rag_platform import warehouse
 from rag_platform.backends import make_backend
 from rag_platform.config import load_settings
-from rag_platform.environment import prepare_environment
-from rag_platform.ingest import register_source
 
 pytestmark = pytest.mark.slow
-
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
-
-
-@pytest.fixture
-def source(platform_home: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "corpus"
-    shutil.copytree(CORPUS, target)
-    settings = load_settings()
-    prepare_environment(settings)
-    with warehouse.writer(settings) as con:
-        register_source(con, target)
-    warehouse.export_snapshot(settings)
-    return target
 
 
 @pytest.fixture
