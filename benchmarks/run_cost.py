@@ -8,13 +8,11 @@ on the two paths users run, beside a plain LangChain ``index(cleanup="full")`` s
   too: what a sensor- or UI-launched run costs once its process is up.
 - cold (`rag-platform refresh --json` in a child process, as from cron or Airflow): the Dagster run's own
   duration (start to end, from the instance) beside the process wall time and the per-step seconds.
-- LangChain (needs ``pip install langchain-core langchain-text-splitters``; reported as missing otherwise):
-  load the files, split them (RecursiveCharacterTextSplitter), and ``index(..., cleanup="full")`` into an
-  InMemoryVectorStore with an InMemoryRecordManager, embedding with the same model as the platform, in this
-  warm process, each step timed whole.
+- LangChain (``langchain_peer.py``; reported as missing without langchain-core): the plain ``index(...,
+  cleanup="full")`` script with the same embedder, in this warm process, each step timed whole.
 
 Writes benchmarks/results/run_cost[-N].json. Usage: python benchmarks/run_cost.py [--documents 155]
-[--changes 3] [--no-cold]
+[--changes 3] [--no-cold] [--no-langchain]
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common import MODEL_CACHE, cli, warm_model_cache, write
+from langchain_peer import LangChainScript, langchain_available
 
 from rag_platform.synthetic import generate_corpus
 
@@ -53,56 +52,6 @@ def cold_sample(home: Path) -> dict[str, Any]:
 
 def change(path: Path, n: int) -> None:
     path.write_text(path.read_text() + f"\n\nOne more paragraph about incremental refresh number {n}.\n")
-
-
-class LangChainScript:
-    """The plain LangChain way: re-load every file, split, and let ``index`` skip what its record manager has."""
-
-    def __init__(self, folder: Path):
-        from langchain_core.documents import Document
-        from langchain_core.embeddings import Embeddings
-        from langchain_core.indexing import InMemoryRecordManager, index
-        from langchain_core.vectorstores import InMemoryVectorStore
-        from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-        from rag_platform.config import load_settings
-        from rag_platform.parts import RunParts
-
-        embedder = RunParts(load_settings()).embedder
-
-        class Same(Embeddings):  # the platform's embedder: the model costs the same on both sides
-            def embed_documents(self, texts: list[str]) -> list[list[float]]:
-                return [list(map(float, v)) for v in embedder.embed(texts)]
-
-            def embed_query(self, text: str) -> list[float]:
-                return self.embed_documents([text])[0]
-
-        self.folder = folder
-        self.document = Document
-        self.index = index
-        self.splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=100)
-        self.store = InMemoryVectorStore(Same())
-        self.records = InMemoryRecordManager("bench")
-        self.records.create_schema()
-
-    def step(self) -> dict[str, Any]:
-        started = time.perf_counter()
-        docs = [
-            self.document(page_content=p.read_text(encoding="utf-8"), metadata={"source": str(p)})
-            for p in sorted(self.folder.rglob("*.md"))
-        ]
-        chunks = self.splitter.split_documents(docs)
-        result = self.index(chunks, self.records, self.store, cleanup="full", source_id_key="source")
-        return {"seconds": round(time.perf_counter() - started, 3), **{k: int(v) for k, v in result.items()}}
-
-
-def langchain_available() -> bool:
-    try:
-        import langchain_core.indexing  # noqa: F401
-        import langchain_text_splitters  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def warm_path(home: Path, files: list[Path], changes: int, langchain: LangChainScript | None) -> dict[str, Any]:
@@ -166,6 +115,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=155)
     parser.add_argument("--changes", type=int, default=3)
     parser.add_argument("--no-cold", action="store_true", help="skip the CLI child-process samples")
+    parser.add_argument("--no-langchain", action="store_true", help="skip the LangChain script (its build)")
     args = parser.parse_args()
     warm_model_cache()
     with tempfile.TemporaryDirectory(prefix="rag-run-cost-") as tmp:
@@ -175,8 +125,8 @@ def main() -> None:
         os.environ.update({"RAG_PLATFORM_HOME": str(home), "RAG_PLATFORM__EMBEDDING__EXPORT_DIR": str(MODEL_CACHE)})
         langchain = None
         langchain_build = None
-        if langchain_available():
-            langchain = LangChainScript(folder)
+        if langchain_available() and not args.no_langchain:
+            langchain = LangChainScript(folder, export_dir=MODEL_CACHE)
             langchain_build = langchain.step()
         cold: dict[str, Any] | None = None
         if not args.no_cold:
@@ -193,7 +143,9 @@ def main() -> None:
     report = {
         "documents": args.documents,
         "build_wall_seconds": build["wall_seconds"],
-        "langchain_build": langchain_build if langchain is not None else "langchain-core is not installed",
+        "langchain_build": langchain_build
+        if langchain is not None
+        else "not measured (--no-langchain or not installed)",
         "warm": warm,
         "cold": cold,
         "goal": {"noop_run_seconds": 1.0 if args.documents <= 155 else 3.0, "one_change_run_seconds": 3.0},

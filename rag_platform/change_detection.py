@@ -183,7 +183,10 @@ WATCHER_GRACE_S = 30.0
 def beat_watcher(settings: Settings) -> None:
     path = settings.home / WATCHER_FILE
     with contextlib.suppress(OSError):
-        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        try:
+            os.utime(path)  # only the mtime is read
+        except FileNotFoundError:
+            path.write_text(f"{os.getpid()}\n", encoding="utf-8")
 
 
 def stop_watcher(settings: Settings) -> None:

@@ -1,11 +1,13 @@
 """The refresh job every path runs (CLI, sensor, UI), and the sensor that notices source changes."""
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
-from rag_platform.change_detection import pending_changes, warehouse_documents, watcher_takes
-from rag_platform.config import load_settings
+from rag_platform.change_detection import PendingChanges, pending_changes, warehouse_documents, watcher_takes
+from rag_platform.config import Settings, load_settings
 from rag_platform.defs.ingest import FULL_TAG
 from rag_platform.defs.liveness import fail_dead_runs
 
@@ -63,19 +65,41 @@ def parse_cursor(cursor: str | None) -> tuple[int, str]:
     return (int(seq) if seq.isdigit() else 0), fingerprint
 
 
+@dataclass(frozen=True, slots=True)
+class SourceCheck:
+    """What a trigger (sensor or watcher) found: the registered folders, and either the sources' pending
+    changes or why there is nothing to compare (``reason``: no source yet, or a refresh in flight)."""
+
+    folders: list[Path]
+    pending: PendingChanges | None = None
+    running: dg.DagsterRun | None = None
+    reason: str = ""
+
+
+def check_sources(settings: Settings, instance: dg.DagsterInstance) -> SourceCheck:
+    """Fail runs whose process died, then compare the sources with the warehouse unless a refresh is queued or
+    running (that run will take whatever is on disk when it ingests)."""
+    fail_dead_runs(instance, settings.lock_path)  # a dead STARTED run would hold the run queue forever
+    state = warehouse_documents(settings)
+    if state is None or not state[0]:
+        return SourceCheck([], reason="no sources registered yet; run rag-platform refresh --source DIR")
+    folders, known = state
+    running = refresh_in_flight(instance)
+    if running is not None:
+        reason = f"run {running.run_id[:8]} ({running.status.value.lower()}) will take any change"
+        return SourceCheck(folders, running=running, reason=reason)
+    return SourceCheck(folders, pending=pending_changes(settings, known, folders))
+
+
 def evaluate_corpus(cursor: str | None, instance: dg.DagsterInstance) -> dg.SensorResult | dg.SkipReason:
     """Request a refresh only for a change the warehouse does not hold yet, once per corpus state, and never
     while a refresh is queued or running (the cursor then stays, so edits made meanwhile become one run).
     The run's tags name the change set (added, modified, deleted, moved); the assets decide what to redo."""
-    running = refresh_in_flight(instance)
-    if running is not None:
-        return dg.SkipReason(f"run {running.run_id[:8]} ({running.status.value.lower()}) will take any change")
     settings = load_settings()
-    state = warehouse_documents(settings)
-    if state is None or not state[0]:
-        return dg.SkipReason("no sources registered yet; run rag-platform refresh --source DIR")
-    folders, known = state
-    pending = pending_changes(settings, known, folders)
+    check = check_sources(settings, instance)
+    if check.pending is None:
+        return dg.SkipReason(check.reason)
+    pending = check.pending
     seq, previous = parse_cursor(cursor)
     seen = f"{pending.files} files under {len(pending.folders)} source(s), {pending.hashed} hashed"
     if pending.empty:
@@ -107,7 +131,6 @@ def build_corpus_sensor(interval_s: int) -> dg.SensorDefinition:
         "only when their size, mtime or inode changed).",
     )
     def corpus_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        fail_dead_runs(context.instance)  # a dead STARTED run would hold the run queue (one at a time) forever
         return evaluate_corpus(context.cursor, context.instance)
 
     return corpus_changed_sensor

@@ -22,11 +22,10 @@ import dagster as dg
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from rag_platform.change_detection import beat_watcher, pending_changes, stop_watcher, warehouse_documents
+from rag_platform.change_detection import beat_watcher, stop_watcher
 from rag_platform.config import Settings
-from rag_platform.defs.liveness import fail_dead_runs
 from rag_platform.defs.runner import JobOutcome, execute_refresh, warm_up
-from rag_platform.defs.sensors import refresh_in_flight
+from rag_platform.defs.sensors import check_sources
 
 logger = logging.getLogger("rag_platform.watcher")
 
@@ -121,22 +120,13 @@ class SourceWatcher:
 
     def refresh_if_pending(self) -> WatchedRun | None:
         self._last_scan = time.monotonic()
-        state = warehouse_documents(self.settings)
-        if state is None:
-            return None
-        folders, known = state
-        self._watch(folders)
-        if not folders:
-            return None
-        instance = dg.DagsterInstance.get()
-        fail_dead_runs(instance, self.settings.lock_path)
-        running = refresh_in_flight(instance)
-        if running is not None:
+        check = check_sources(self.settings, dg.DagsterInstance.get())
+        self._watch(check.folders)
+        if check.running is not None:
             # That run (CLI, UI or sensor) may not take what was saved after it ingested: look again soon.
             self._last_scan = time.monotonic() - self.rescan_s + 1.0
-            return None
-        pending = pending_changes(self.settings, known, folders)
-        if pending.empty or pending.fingerprint == self._failed_state:
+        pending = check.pending
+        if pending is None or pending.empty or pending.fingerprint == self._failed_state:
             return None
         changes = pending.changes.describe()
         outcome = execute_refresh(
