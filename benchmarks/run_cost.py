@@ -18,6 +18,8 @@ Writes benchmarks/results/run_cost[-N].json. Usage: python benchmarks/run_cost.p
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import tempfile
@@ -116,12 +118,25 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=3)
     parser.add_argument("--no-cold", action="store_true", help="skip the CLI child-process samples")
     parser.add_argument("--no-langchain", action="store_true", help="skip the LangChain script (its build)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the corpus and home here; a second run with the same --documents reuses "
+        "them, so a large corpus is built once (and the measurement can wait for a quiet machine)",
+    )
     args = parser.parse_args()
     warm_model_cache()
-    with tempfile.TemporaryDirectory(prefix="rag-run-cost-") as tmp:
-        home, folder = Path(tmp) / "home", Path(tmp) / "corpus"
-        files = generate_corpus(folder, args.documents)
-        build = cli(home, "refresh", "--source", str(folder))
+    with contextlib.ExitStack() as stack:
+        tmp = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-run-cost-")))
+        home, folder = tmp / "home", tmp / "corpus"
+        built = tmp / f"build-{args.documents}.json"
+        if built.exists():
+            files = sorted(folder.rglob("*.md"))
+            build = json.loads(built.read_text())
+        else:
+            files = generate_corpus(folder, args.documents)
+            build = cli(home, "refresh", "--source", str(folder))
+            built.write_text(json.dumps(build))
         os.environ.update({"RAG_PLATFORM_HOME": str(home), "RAG_PLATFORM__EMBEDDING__EXPORT_DIR": str(MODEL_CACHE)})
         langchain = None
         langchain_build = None

@@ -112,9 +112,20 @@ def hash_sources_cached(roots: Iterable[Path], max_bytes: int, cache: StatCache)
     return ScanResult(versions, hashed)
 
 
-def warehouse_documents(settings: Settings) -> tuple[list[Path], dict[str, str | None]] | None:
+WarehouseDocuments = tuple[list[Path], dict[str, str | None]]
+# The last answer per snapshot file, with the file's metadata: each refresh swaps in a new file (a new inode), so
+# a watcher asking again while nothing was refreshed reads no database. Treat what it returns as read-only.
+_documents_seen: dict[Path, tuple[StatKey, WarehouseDocuments]] = {}
+
+
+def warehouse_documents(settings: Settings) -> WarehouseDocuments | None:
     """Registered source folders and ``uri -> version`` of every live or quarantined document, from the read
     snapshot (never the warehouse itself); None before the first snapshot."""
+    snapshot = settings.snapshot_path
+    key = stat_key(str(snapshot))
+    seen = _documents_seen.get(snapshot)
+    if key is not None and seen is not None and seen[0] == key:
+        return seen[1]
     with warehouse.reader(settings) as con:
         if con is None:
             return None
@@ -126,7 +137,11 @@ def warehouse_documents(settings: Settings) -> tuple[list[Path], dict[str, str |
                ) WHERE NOT is_deleted
                UNION ALL SELECT uri, document_version FROM quarantine"""
         ).fetchall()
-    return folders, dict(rows)
+    state = folders, dict(rows)
+    if key is not None and stat_key(str(snapshot)) == key:  # not swapped while this read ran
+        _documents_seen.clear()  # one home per process in practice: keep the memory flat
+        _documents_seen[snapshot] = key, state
+    return state
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +159,32 @@ class PendingChanges:
         return not any(self.changes.counts().values())
 
 
+# The stat cache this process last loaded or saved, with the file's metadata then: a watcher asking every few
+# seconds parses the file again only when another process (the sensor's, a run's) saved it meanwhile.
+_stat_caches: dict[Path, tuple[StatKey | None, StatCache]] = {}
+
+
+def _stat_cache(path: Path) -> StatCache:
+    key = stat_key(str(path))
+    held = _stat_caches.get(path)
+    if held is not None and held[0] == key:
+        return held[1]
+    cache = StatCache(path)
+    _stat_caches.clear()
+    _stat_caches[path] = key, cache
+    return cache
+
+
 def pending_changes(settings: Settings, known: Mapping[str, str | None], folders: Iterable[Path]) -> PendingChanges:
     """Scan ``folders`` (with the home's stat cache) and compare them with ``known`` (``uri -> version``)."""
     roots = tuple(folders)
-    cache = StatCache(settings.cache_dir / CACHE_FILE)
+    path = settings.cache_dir / CACHE_FILE
+    cache = _stat_cache(path)
     scan = hash_sources_cached(roots, settings.source.max_bytes, cache)
     with contextlib.suppress(OSError):  # a read-only home only costs hashing again next time
-        cache.save()
+        if cache.dirty:
+            cache.save()
+            _stat_caches[path] = stat_key(str(path)), cache
     return PendingChanges(
         folders=roots,
         files=len(scan.versions),

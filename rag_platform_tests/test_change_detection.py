@@ -81,3 +81,16 @@ def test_deleted_files_leave_the_cache_and_a_damaged_cache_is_rebuilt(corpus: Pa
     cache_file.write_text("{not json")
     rebuilt = hash_sources_cached([corpus], MAX_BYTES, StatCache(cache_file))
     assert rebuilt.hashed == len(rebuilt.versions) and rebuilt.versions == scan.versions
+
+
+def test_a_process_keeps_its_stat_cache_until_another_process_saves_the_file(corpus: Path, tmp_path: Path) -> None:
+    from rag_platform.change_detection import CACHE_FILE, pending_changes
+    from rag_platform.config import load_settings
+
+    settings = load_settings(tmp_path / "home")
+    first = pending_changes(settings, {}, [corpus])
+    assert first.hashed == first.files > 3 and len(first.changes.added) == first.files
+    assert pending_changes(settings, {}, [corpus]).hashed == 0
+    # Another process (say the daemon's sensor) rewrites the file: this one reads it again, here an empty cache.
+    (settings.cache_dir / CACHE_FILE).write_text("{}", encoding="utf-8")
+    assert pending_changes(settings, {}, [corpus]).hashed == first.files
