@@ -136,7 +136,8 @@ def main() -> None:
                 if any(changed.values()):
                     run = watcher.poll(10.0)
                     assert run is not None and run.outcome.success, run
-                    step["platform_warm"] = {"seconds": round(time.perf_counter() - started, 3), "run": True}
+                    seconds = round(time.perf_counter() - started, 3)
+                    step["platform_warm"] = {"seconds": seconds, "run": True, "stages": run.outcome.stage_seconds}
                 else:
                     assert watcher.refresh_if_pending() is None
                     step["platform_warm"] = {"seconds": round(time.perf_counter() - started, 3), "run": False}
