@@ -164,6 +164,6 @@ def prepare_environment(settings: Settings) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    # The embedded index's Rust side logs a WARN line per empty IVF partition on every index rebuild.
+    # The embedded index's Rust side logs a WARN line per empty IVF partition each time a refresh updates it.
     os.environ.setdefault("LANCEDB_LOG", "error")
     return home
