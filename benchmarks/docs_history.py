@@ -112,7 +112,8 @@ def main() -> None:
         root = Path(tmp)
         folder, warm_home, cold_home, state = root / "docs", root / "warm", root / "cold", root / "peer"
         folder.mkdir()
-        sync(folder, markdown_at(args.repo, commits[0], args.subdir))
+        base = markdown_at(args.repo, commits[0], args.subdir)
+        sync(folder, base)
         build = {"platform": cli(warm_home, "refresh", "--source", str(folder))["wall_seconds"]}
         build["platform_second_home"] = cli(cold_home, "refresh", "--source", str(folder))["wall_seconds"]
         build["langchain_cold"] = peer_cold(state, folder)["wall_seconds"]
@@ -160,7 +161,7 @@ def main() -> None:
         "repo": args.repo.name,
         "subdir": args.subdir,
         "commits": [c[:10] for c in commits],
-        "files_at_base": len(markdown_at(args.repo, commits[0], args.subdir)),
+        "files_at_base": len(base),
         "build_seconds": build,
         "steps": steps,
         "warm_steps_won": sum(s["platform_warm_beats_langchain_warm"] for s in steps),

@@ -29,7 +29,7 @@ from common import write
 
 from rag_platform.config import EmbeddingSettings, FinetuneSettings
 from rag_platform.embedding import resolve_model_path
-from rag_platform.evaluation import BeirDataset, load_beir, ndcg_at_k
+from rag_platform.evaluation import BeirDataset, load_beir, score_run
 from rag_platform.finetuning import Pair, TrainingConfig, split_out_queries, train
 
 RECIPES = ("title", "ict", "keywords")
@@ -47,11 +47,11 @@ def dense_ndcg(model_path: str, dataset: BeirDataset) -> tuple[float, float]:
     docs = model.encode([f"{t}\n\n{x}" for t, x in (dataset.corpus[i] for i in ids)], normalize_embeddings=True)
     queries = model.encode([dataset.queries[q] for q in judged], normalize_embeddings=True)
     scores = queries @ docs.T
-    values = []
-    for row, query in enumerate(judged):
-        top = np.argsort(-scores[row])[:10]
-        values.append(ndcg_at_k({ids[j]: float(scores[row, j]) for j in top}, dataset.qrels[query], 10))
-    return round(float(np.mean(values)), 4), round(time.perf_counter() - started, 1)
+    run = {
+        query: {ids[j]: float(scores[row, j]) for j in np.argsort(-scores[row])[:10]}
+        for row, query in enumerate(judged)
+    }
+    return round(score_run(run, dataset.qrels)["ndcg@10"], 4), round(time.perf_counter() - started, 1)
 
 
 def sentences(text: str) -> list[str]:

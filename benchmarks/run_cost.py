@@ -128,8 +128,10 @@ def main() -> None:
     warm_model_cache()
     with contextlib.ExitStack() as stack:
         tmp = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-run-cost-")))
+        tmp = tmp / str(args.documents)  # one corpus and home per size, so sizes never share a folder
+        tmp.mkdir(parents=True, exist_ok=True)
         home, folder = tmp / "home", tmp / "corpus"
-        built = tmp / f"build-{args.documents}.json"
+        built = tmp / "build.json"
         if built.exists():
             files = sorted(folder.rglob("*.md"))
             build = json.loads(built.read_text())
