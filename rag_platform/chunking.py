@@ -9,8 +9,10 @@ path (``Title > Section > Subsection``) as context. Consecutive chunks of one se
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -29,6 +31,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _SEPARATORS: tuple[str, ...] = ("\n", "sentence", " ")
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
+# Characters of chunk text a chunker keeps for the sections it chunked last (about 30 MB of memory at most).
+SECTION_MEMO_CHARS = 16_000_000
 
 # Markup a reader never sees in a heading, most specific first: a trailing attribute list (MkDocs/Pandoc
 # ``{ #id .class key=value }``), images and links (their text stays), inline code, emphasis, HTML tags and
@@ -256,6 +260,9 @@ class Chunker:
         self.config = config
         self.count_tokens = count_tokens or HFTokenCounter(config.tokenizer)
         self._pool: Executor | None = None
+        self._memo: OrderedDict[bytes, tuple[tuple[str, int], ...]] = OrderedDict()
+        self._memo_chars = 0
+        self._memo_lock = threading.Lock()
 
     @contextmanager
     def parallel(self, workers: int) -> Iterator[None]:
@@ -282,21 +289,37 @@ class Chunker:
             return [self.chunk(doc) for doc in docs]
         return list(self._pool.map(_chunk_in_worker, docs, chunksize=max(1, len(docs) // 32)))
 
+    def _section_chunks(self, section: Section) -> tuple[tuple[str, int], ...]:
+        """The chunk texts of one section with their token counts; remembered for the sections chunked last,
+        so re-chunking a long document after a small edit only does the sections that changed."""
+        key = hashlib.blake2b(repr((section.heading_path, section.blocks)).encode(), digest_size=16).digest()
+        with self._memo_lock:
+            if (hit := self._memo.get(key)) is not None:
+                self._memo.move_to_end(key)
+                return hit
+        context = " > ".join(section.heading_path)
+        context_tokens = self.count_tokens([context])[0] + 1
+        budget = max(8, self.config.max_tokens - context_tokens)
+        units = _fit_pieces(list(section.blocks), budget, self.count_tokens)
+        texts = [f"{context}\n\n{body}" for body in _pack(units, budget, self.config.overlap)]
+        chunks = tuple(zip(texts, self.count_tokens(texts), strict=True))
+        with self._memo_lock:
+            self._memo[key] = chunks
+            self._memo_chars += sum(len(text) for text, _ in chunks)
+            while self._memo_chars > SECTION_MEMO_CHARS and len(self._memo) > 1:
+                _, dropped = self._memo.popitem(last=False)
+                self._memo_chars -= sum(len(text) for text, _ in dropped)
+        return chunks
+
     def chunk(self, doc: ParsedDocument) -> list[Chunk]:
-        sections = split_sections(doc.text, doc.title)
-        raw: list[tuple[str, str]] = []
-        for section in sections:
+        raw: list[tuple[str, str, int]] = []
+        for section in split_sections(doc.text, doc.title):
             context = " > ".join(section.heading_path)
-            context_tokens = self.count_tokens([context])[0] + 1
-            budget = max(8, self.config.max_tokens - context_tokens)
-            units = _fit_pieces(list(section.blocks), budget, self.count_tokens)
-            for body in _pack(units, budget, self.config.overlap):
-                raw.append((context, f"{context}\n\n{body}"))
-        counts = self.count_tokens([text for _, text in raw])
+            raw.extend((context, text, n) for text, n in self._section_chunks(section))
         seen: dict[str, int] = {}
         chunks = []
         fingerprint = self.config.fingerprint
-        for ordinal, ((context, text), n) in enumerate(zip(raw, counts, strict=True)):
+        for ordinal, (context, text, n) in enumerate(raw):
             occurrence = seen.get(text, 0)
             seen[text] = occurrence + 1
             chunks.append(

@@ -143,11 +143,11 @@ def export_onnx(model: str, cache_dir: Path, quantized: bool) -> tuple[Path, str
     import shutil
     import tempfile
 
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
-
     target = onnx_export_dir(model, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not (target / "onnx" / "model.onnx").is_file():
+        from sentence_transformers import SentenceTransformer
+
         staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
         SentenceTransformer(resolve_model_path(model), device="cpu", backend="onnx").save_pretrained(str(staging))
         try:
@@ -159,6 +159,8 @@ def export_onnx(model: str, cache_dir: Path, quantized: bool) -> tuple[Path, str
         return target, file_name
     preset = quantization_target()
     if not (target / file_name).is_file():
+        from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
         staging = Path(tempfile.mkdtemp(prefix=".quantize-", dir=target.parent))
         shutil.copytree(target, staging, dirs_exist_ok=True)
         fp32 = SentenceTransformer(str(staging), device="cpu", backend="onnx")
@@ -172,119 +174,159 @@ def export_onnx(model: str, cache_dir: Path, quantized: bool) -> tuple[Path, str
 
 
 class SentenceTransformerEmbedder:
-    """sentence-transformers model, loaded on first use.
+    """The torch backend: the sentence-transformers model itself, loaded on first use, embedding in batches
+    (sentence-transformers sorts them by length, so they pad little). It is the reference the ONNX backends
+    are held to."""
 
-    torch embeds in batches (sentence-transformers sorts them by length, so they pad little). The ONNX
-    backends load an export cached under ``cache_dir`` (made once from the same weights) and embed each text
-    on its own, one single-threaded session per core working in parallel: no padding at all, and a text's
-    vector never depends on which other texts share its batch. That matters for int8, whose dynamic
-    quantization scales activations per batch (up to 0.02 per component apart in batches of 8), and it keeps
-    "incremental equals full" exact.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        runtime: str = "torch",
-        batch_size: int = 32,
-        threads: int = 0,
-        cache_dir: Path | None = None,
-    ):
-        if runtime not in RUNTIMES:
-            raise EmbeddingError(f"unknown embedding backend {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    def __init__(self, model: str, batch_size: int = 32, threads: int = 0):
         self.model_name = model
-        self.runtime = runtime
         self.batch_size = batch_size
         self.threads = threads
-        self.cache_dir = cache_dir
-        self._models: list[Any] = []
+        self._model: Any = None
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_settings(cls, settings: EmbeddingSettings, cache_dir: Path | None = None) -> SentenceTransformerEmbedder:
-        return cls(settings.model, settings.backend, settings.batch_size, settings.threads, cache_dir)
+    @property
+    def model_id(self) -> str:
+        return f"{self.model_name}@torch"
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                try:
+                    import torch
+                    from sentence_transformers import SentenceTransformer
+
+                    if self.threads:
+                        torch.set_num_threads(self.threads)
+                    self._model = SentenceTransformer(resolve_model_path(self.model_name), device="cpu")
+                except Exception as exc:
+                    raise EmbeddingError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self._load().get_embedding_dimension())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._load().encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return normalize(vectors)
+
+
+class OnnxEmbedder:
+    """The ONNX backends: the model's ONNX export (made once from the same weights with sentence-transformers,
+    cached under ``cache_dir``) run with ONNX Runtime and the fast tokenizer alone, so a process that finds the
+    export loads neither torch nor sentence-transformers.
+
+    Each text is embedded on its own, as sentence-transformers does for one text of this model (truncate to
+    the model's maximum length, no padding, run the graph, mean-pool, normalize; tests hold the vectors to
+    sentence-transformers' own ONNX backend), with one single-threaded session per worker running in
+    parallel. No padding at all, and a text's vector never depends on which other texts share its call. That
+    matters for int8, whose dynamic quantization scales activations per batch (up to 0.02 per component apart
+    in batches of 8), and it keeps "incremental equals full" exact.
+    """
+
+    def __init__(self, model: str, runtime: str, cache_dir: Path, workers: int = 1):
+        self.model_name = model
+        self.runtime = runtime
+        self.cache_dir = cache_dir
+        self.workers = max(1, workers)
+        self._sessions: list[tuple[Any, Any, tuple[str, ...]]] = []
+        self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
         return f"{self.model_name}@{self.runtime}"
 
-    @property
-    def workers(self) -> int:
-        """Parallel single-text workers of the ONNX backends (``embedding.threads``, default: every core)."""
-        return 1 if self.runtime == "torch" else max(1, self.threads or os.cpu_count() or 1)
-
-    def _load(self) -> list[Any]:
+    def _load(self) -> list[tuple[Any, Any, tuple[str, ...]]]:
         with self._lock:
-            if not self._models:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-                from sentence_transformers import SentenceTransformer
-
+            if not self._sessions:
                 try:
-                    self._models = self._load_models(SentenceTransformer)
+                    import onnxruntime
+                    from tokenizers import Tokenizer
+                except ImportError:
+                    raise EmbeddingError(
+                        f"embedding backend {self.runtime!r} needs onnxruntime: pip install 'rag-platform[onnx]'"
+                    ) from None
+                try:
+                    folder, file_name = export_onnx(self.model_name, self.cache_dir, self.runtime == "onnx-int8")
                 except EmbeddingError:
                     raise
                 except Exception as exc:
                     raise EmbeddingError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
-            return self._models
-
-    def _load_models(self, factory: Any) -> list[Any]:
-        if self.runtime == "torch":
-            if self.threads:
-                import torch
-
-                torch.set_num_threads(self.threads)
-            return [factory(resolve_model_path(self.model_name), device="cpu", backend="torch")]
-        try:
-            import onnxruntime
-        except ImportError:
-            raise EmbeddingError(
-                f"embedding backend {self.runtime!r} needs onnxruntime: pip install 'rag-platform[onnx]'"
-            ) from None
-        if self.cache_dir is None:
-            raise EmbeddingError(f"embedding backend {self.runtime!r} needs a cache folder for its ONNX export")
-        folder, file_name = export_onnx(self.model_name, self.cache_dir, quantized=self.runtime == "onnx-int8")
-        models = []
-        for _ in range(self.workers):  # one model each: tokenizers and sessions are not shared across threads
-            session = onnxruntime.SessionOptions()
-            session.intra_op_num_threads = 1
-            session.inter_op_num_threads = 1
-            options = {"file_name": file_name, "session_options": session}
-            models.append(factory(str(folder), device="cpu", backend="onnx", model_kwargs=options))
-        return models
+                max_length = saved_max_seq_length(folder) or 512
+                for _ in range(self.workers):  # one each: tokenizers and sessions are not shared across threads
+                    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                    tokenizer.no_padding()  # its file may carry fixed padding and a shorter truncation
+                    tokenizer.enable_truncation(max_length)
+                    options = onnxruntime.SessionOptions()
+                    options.intra_op_num_threads = 1
+                    options.inter_op_num_threads = 1
+                    session = onnxruntime.InferenceSession(
+                        str(folder / file_name), options, providers=["CPUExecutionProvider"]
+                    )
+                    self._sessions.append((tokenizer, session, tuple(i.name for i in session.get_inputs())))
+            return self._sessions
 
     @property
     def dimension(self) -> int:
-        return int(self._load()[0].get_embedding_dimension())
-
-    @property
-    def max_seq_length(self) -> int:
-        return int(self._load()[0].max_seq_length)
+        return int(self._load()[0][1].get_outputs()[0].shape[-1])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        sessions = self._load()
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        models = self._load()
-        options = {"normalize_embeddings": True, "convert_to_numpy": True, "show_progress_bar": False}
-        if self.runtime == "torch":
-            return normalize(models[0].encode(list(texts), batch_size=self.batch_size, **options))
+            return vectors
+
+        def run(worker: tuple[Any, Any, tuple[str, ...]], group: list[int]) -> None:
+            tokenizer, session, names = worker
+            for i in group:
+                encoding = tokenizer.encode(texts[i])
+                feed = {
+                    "input_ids": np.asarray([encoding.ids], dtype=np.int64),
+                    "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
+                    "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
+                }
+                hidden = session.run(None, {name: feed[name] for name in names})[0][0]
+                mask = feed["attention_mask"][0][:, None].astype(np.float32)
+                vectors[i] = (hidden * mask).sum(axis=0) / max(float(mask.sum()), 1e-9)
+
         # Longest first, dealt round-robin, so the workers finish together.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        groups = [order[w :: len(models)] for w in range(len(models))]
-        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-
-        def run(model: Any, group: list[int]) -> None:
-            if group:
-                vectors[group] = model.encode([texts[i] for i in group], batch_size=1, **options)
-
-        if len(models) == 1:
-            run(models[0], groups[0])
+        groups = [order[w :: len(sessions)] for w in range(len(sessions))]
+        if len(texts) == 1 or len(sessions) == 1:
+            run(sessions[0], order)
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="embed") as pool:
-                list(pool.map(run, models, groups))
+            with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix="embed") as pool:
+                list(pool.map(run, sessions, groups))
         return normalize(vectors)
+
+
+def saved_max_seq_length(folder: Path) -> int | None:
+    """sentence-transformers' ``max_seq_length`` for a saved model folder, read from its files (no model load):
+    ``sentence_bert_config.json``, else (sentence-transformers 5 saves it there) the tokenizer's
+    ``model_max_length``. None when neither says."""
+    import json
+
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers without a limit save 1e30
+            return value
+    return None
 
 
 def export_dir_for(settings: EmbeddingSettings, cache_dir: Path | None) -> Path | None:
@@ -292,102 +334,23 @@ def export_dir_for(settings: EmbeddingSettings, cache_dir: Path | None) -> Path 
     return Path(settings.export_dir) if settings.export_dir else cache_dir
 
 
-def make_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
-    """The configured embedder; ONNX exports go to ``embedding.export_dir``, else ``cache_dir``."""
-    return SentenceTransformerEmbedder.from_settings(settings, export_dir_for(settings, cache_dir))
-
-
-class OnnxQueryEmbedder:
-    """The indexing embedder's ONNX export run with ONNX Runtime and the fast tokenizer alone: no torch, no
-    sentence-transformers, so a cold query process loads in a fraction of the time.
-
-    It reproduces what sentence-transformers does for one text of this model (tokenize with truncation to the
-    model's maximum length and no padding, run the graph, mean-pool the token embeddings, normalize), on the
-    same file with the same single-threaded session options: the vectors match the indexing embedder's
-    (tests hold them to 1e-5 cosine). Texts are embedded one at a time, as the ONNX indexing backends do.
-    """
-
-    def __init__(self, folder: Path, file_name: str, model_id: str):
-        self.folder = folder
-        self.file_name = file_name
-        self._model_id = model_id
-        self._loaded: tuple[Any, Any, tuple[str, ...]] | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    def _load(self) -> tuple[Any, Any, tuple[str, ...]]:
-        with self._lock:
-            if self._loaded is None:
-                import onnxruntime
-                from tokenizers import Tokenizer
-
-                tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-                tokenizer.no_padding()  # its file may carry fixed padding and a shorter truncation
-                tokenizer.enable_truncation(self._max_length())
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = 1
-                options.inter_op_num_threads = 1
-                session = onnxruntime.InferenceSession(
-                    str(self.folder / self.file_name), options, providers=["CPUExecutionProvider"]
-                )
-                names = tuple(i.name for i in session.get_inputs())
-                self._loaded = (tokenizer, session, names)
-            return self._loaded
-
-    def _max_length(self) -> int:
-        """sentence-transformers' max_seq_length: its own config when saved there, else the tokenizer's."""
-        import json
-
-        for name, key in (
-            ("sentence_bert_config.json", "max_seq_length"),
-            ("tokenizer_config.json", "model_max_length"),
-        ):
-            path = self.folder / name
-            if path.is_file():
-                value = json.loads(path.read_text(encoding="utf-8")).get(key)
-                if isinstance(value, int) and 0 < value < 1_000_000:
-                    return value
-        return 512
-
-    @property
-    def dimension(self) -> int:
-        shape = self._load()[1].get_outputs()[0].shape
-        return int(shape[-1])
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        tokenizer, session, names = self._load()
-        rows = []
-        for text in texts:
-            encoding = tokenizer.encode(text)
-            feed = {
-                "input_ids": np.asarray([encoding.ids], dtype=np.int64),
-                "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
-                "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
-            }
-            hidden = session.run(None, {name: feed[name] for name in names})[0][0]
-            mask = feed["attention_mask"][0][:, None].astype(np.float32)
-            rows.append((hidden * mask).sum(axis=0) / max(float(mask.sum()), 1e-9))
-        if not rows:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return normalize(np.stack(rows))
+def make_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None, workers: int = 0) -> Embedder:
+    """The configured backend; ONNX exports go to ``embedding.export_dir``, else ``cache_dir``. ONNX backends
+    run ``workers`` parallel sessions (default ``embedding.threads``, else every core)."""
+    if settings.backend not in RUNTIMES:
+        raise EmbeddingError(f"unknown embedding backend {settings.backend!r}; choose one of {', '.join(RUNTIMES)}")
+    if settings.backend == "torch":
+        return SentenceTransformerEmbedder(settings.model, settings.batch_size, settings.threads)
+    folder = export_dir_for(settings, cache_dir)
+    if folder is None:
+        raise EmbeddingError(f"embedding backend {settings.backend!r} needs a cache folder for its ONNX export")
+    workers = workers or settings.threads or os.cpu_count() or 1
+    return OnnxEmbedder(settings.model, settings.backend, folder, workers)
 
 
 def query_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
-    """The embedder for queries: ``OnnxQueryEmbedder`` when an ONNX backend is configured and its export
-    exists (a refresh made it), otherwise the indexing embedder itself. Both give the same vectors."""
-    folder = export_dir_for(settings, cache_dir)
-    if settings.backend != "torch" and folder is not None:
-        try:
-            export = onnx_export_dir(settings.model, folder)
-        except EmbeddingError:
-            export = None
-        file_name = onnx_file_name(settings.backend == "onnx-int8")
-        if export is not None and (export / file_name).is_file() and (export / "tokenizer.json").is_file():
-            return OnnxQueryEmbedder(export, file_name, f"{settings.model}@{settings.backend}")
-    return make_embedder(settings, cache_dir)
+    """The embedder for queries: one text at a time, so one session (the vectors are the indexing ones)."""
+    return make_embedder(settings, cache_dir, workers=1)
 
 
 @functools.lru_cache(maxsize=4)

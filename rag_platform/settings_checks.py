@@ -4,7 +4,6 @@ type and range; the checks that need domain knowledge live here, so the import l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,23 +17,14 @@ SPECIAL_TOKENS = 2
 
 
 def model_window(model: str) -> int | None:
-    """The model's ``max_seq_length`` as sentence-transformers loads it, read from the saved files (no model
-    load): ``sentence_bert_config.json``, else (sentence-transformers 5 saves it there) the tokenizer's
-    ``model_max_length``. None when the model is not a local folder (a hub id: checked when it loads)."""
-    from rag_platform.embedding import EmbeddingError, resolve_model_path
+    """The model's ``max_seq_length`` as sentence-transformers loads it, read from its saved files; None when
+    the model is not a local folder (a hub id: checked when it loads)."""
+    from rag_platform.embedding import EmbeddingError, resolve_model_path, saved_max_seq_length
 
     try:
-        folder = Path(resolve_model_path(model))
+        return saved_max_seq_length(Path(resolve_model_path(model)))
     except EmbeddingError:
         return None
-    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
-        try:
-            value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers without a limit save 1e30
-            return value
-    return None
 
 
 def check_settings(settings: Settings) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import pytest
 
-from rag_platform.chunking import Chunker, ChunkerConfig, HFTokenCounter, split_sections
+from rag_platform import chunking
+from rag_platform.chunking import Chunker, ChunkerConfig, HFTokenCounter, TokenCounter, split_sections
 from rag_platform.records import ParsedDocument, chunk_id
 
 MODEL = "all-MiniLM-L6-v2"
@@ -41,7 +43,7 @@ def counter() -> HFTokenCounter:
     return HFTokenCounter(MODEL)
 
 
-def chunker(counter: HFTokenCounter, max_tokens: int = 64, overlap: int = 16) -> Chunker:
+def chunker(counter: TokenCounter, max_tokens: int = 64, overlap: int = 16) -> Chunker:
     return Chunker(ChunkerConfig(max_tokens, overlap, MODEL), counter)
 
 
@@ -130,6 +132,32 @@ def test_worker_processes_give_the_same_chunks_in_document_order(counter: HFToke
         assert local._pool is not None
         assert local.chunk_many(docs) == expected
     assert local._pool is None
+
+
+def test_re_chunking_an_edited_document_counts_only_the_changed_section(counter: HFTokenCounter) -> None:
+    counted: list[str] = []
+
+    def counting(texts: Sequence[str]) -> list[int]:
+        counted.extend(texts)
+        return counter(texts)
+
+    remembering = chunker(counting)
+    remembering.chunk(make_doc())
+    edited = make_doc(DOC_TEXT.replace("step two", "step two and a half"))
+    counted.clear()
+    chunks = remembering.chunk(edited)
+    assert chunks == chunker(counter).chunk(edited), "remembered sections give a fresh chunker's chunks"
+    assert counted and all("Deep" not in text and "Intro paragraph" not in text for text in counted)
+    assert any("step two and a half" in text for text in counted)
+
+
+def test_the_section_memo_is_bounded(counter: HFTokenCounter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chunking, "SECTION_MEMO_CHARS", 2_000)
+    bounded = chunker(counter)
+    for i in range(20):
+        bounded.chunk(make_doc(DOC_TEXT.replace("step one", f"step {i}"), f"file:///docs/guide-{i}.md"))
+    assert 0 < bounded._memo_chars <= 2_000 or len(bounded._memo) == 1
+    assert bounded._memo_chars == sum(len(text) for chunks in bounded._memo.values() for text, _ in chunks)
 
 
 @pytest.mark.parametrize(

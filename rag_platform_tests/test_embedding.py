@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from shared_env import inherited_environment
 
-from rag_platform.config import load_settings
+from rag_platform.config import EmbeddingSettings, load_settings
 from rag_platform.embed_benchmark import available_runtimes, sample_texts, select_default
 from rag_platform.embedding import (
     RUNTIMES,
     EmbeddingError,
-    SentenceTransformerEmbedder,
+    make_embedder,
     onnx_export_dir,
     resolve_model_path,
 )
@@ -50,7 +50,7 @@ def test_onnx_backends_are_installed_with_the_project() -> None:
 
 @pytest.mark.parametrize("backend", RUNTIMES)
 def test_backend_vectors_match_torch(backend: str, home: Path, texts: list[str], reference: np.ndarray) -> None:
-    embedder = SentenceTransformerEmbedder(MODEL, backend, cache_dir=home / "cache")
+    embedder = make_embedder(EmbeddingSettings(MODEL, backend), home / "cache")
     vectors = embedder.embed(texts)
     assert vectors.shape == (len(texts), 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -62,17 +62,17 @@ def test_backend_vectors_match_torch(backend: str, home: Path, texts: list[str],
 def test_onnx_export_is_cached_under_the_home(home: Path, texts: list[str]) -> None:
     cache = home / "cache"
     folder = onnx_export_dir(MODEL, cache)
-    SentenceTransformerEmbedder(MODEL, "onnx-int8", cache_dir=cache).embed(texts[:2])
+    make_embedder(EmbeddingSettings(MODEL, "onnx-int8"), cache).embed(texts[:2])
     files = sorted((folder / "onnx").glob("*.onnx"))
     assert "model.onnx" in {f.name for f in files} and any("qint8" in f.name for f in files)
     stamps = {f: f.stat().st_mtime_ns for f in files}
-    SentenceTransformerEmbedder(MODEL, "onnx-int8", cache_dir=cache).embed(texts[:2])
+    make_embedder(EmbeddingSettings(MODEL, "onnx-int8"), cache).embed(texts[:2])
     assert {f: f.stat().st_mtime_ns for f in files} == stamps, "a second load must not export again"
 
 
 def test_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(EmbeddingError, match="unknown embedding backend 'tensorrt'"):
-        SentenceTransformerEmbedder(MODEL, "tensorrt")
+        make_embedder(EmbeddingSettings(MODEL, "tensorrt"))
 
 
 def test_default_is_the_fastest_backend_that_holds_quality() -> None:
@@ -114,7 +114,7 @@ def test_benchmark_embed_json_contract(home: Path) -> None:
 @pytest.mark.parametrize("backend", RUNTIMES)
 def test_a_vector_does_not_depend_on_its_batch(backend: str, home: Path, texts: list[str]) -> None:
     """Incremental equals full only if a chunk's vector is the same whichever chunks it is embedded with."""
-    embedder = SentenceTransformerEmbedder(MODEL, backend, batch_size=8, cache_dir=home / "cache")
+    embedder = make_embedder(EmbeddingSettings(MODEL, backend, batch_size=8), home / "cache")
     together = embedder.embed(texts[:16])
     alone = np.vstack([embedder.embed([text]) for text in texts[5:9]])
     assert np.abs(together[5:9] - alone).max() <= 1e-6, backend

@@ -150,7 +150,7 @@ def test_the_candidate_serves_only_when_it_gains_enough(
     assert settings.embedding.model == published["model"]["path"]
     # The light query path (ONNX Runtime and the tokenizer only) runs the fine-tuned model's export.
     embedder = cached_query_embedder(settings.embedding, settings.cache_dir)
-    assert type(embedder).__name__ == "OnnxQueryEmbedder" and published["model"]["path"] in embedder.model_id
+    assert type(embedder).__name__ == "OnnxEmbedder" and published["model"]["path"] in embedder.model_id
     hits = Searcher(settings).search(SearchRequest(query="sourdough starter", k=3, mode="dense"))
     assert hits["index_version"] == published["index_version"] and hits["results"]
     with warehouse.owner_reader(settings) as con:

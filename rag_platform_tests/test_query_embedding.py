@@ -1,4 +1,5 @@
-"""The light query embedder (ONNX Runtime + tokenizer, no torch) gives the indexing embedder's vectors."""
+"""The ONNX backends (ONNX Runtime + tokenizer, no torch) give sentence-transformers' own vectors for the same
+export, and a process that finds the export imports neither torch nor sentence-transformers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import pytest
 from shared_env import inherited_environment
 
 from rag_platform.config import EmbeddingSettings
-from rag_platform.embedding import OnnxQueryEmbedder, SentenceTransformerEmbedder, make_embedder, query_embedder
+from rag_platform.embedding import (
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    export_onnx,
+    make_embedder,
+    query_embedder,
+)
 
 TEXTS = [
     "how do I roll back an index",
@@ -24,40 +31,45 @@ TEXTS = [
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
-def test_query_vectors_match_the_indexing_embedder(tiny_model_dir: Path, tmp_path: Path, backend: str) -> None:
+def test_onnx_vectors_match_sentence_transformers_on_the_same_export(
+    tiny_model_dir: Path, tmp_path: Path, backend: str
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
     settings = EmbeddingSettings(model=str(tiny_model_dir), backend=backend)
-    indexing = make_embedder(settings, tmp_path)
-    reference = indexing.embed(TEXTS)  # makes the export, as the first refresh does
-    query = query_embedder(settings, tmp_path)
-    assert isinstance(query, OnnxQueryEmbedder)
-    assert query.model_id == indexing.model_id and query.dimension == indexing.dimension
-    vectors = query.embed(TEXTS)
-    cosines = (vectors * reference).sum(axis=1)
-    assert cosines.min() > 1 - 1e-5
+    indexing = make_embedder(settings, tmp_path, workers=2)
+    vectors = indexing.embed(TEXTS)  # makes the export, as the first refresh does
+    folder, file_name = export_onnx(str(tiny_model_dir), tmp_path, quantized=backend == "onnx-int8")
+    library = SentenceTransformer(str(folder), device="cpu", backend="onnx", model_kwargs={"file_name": file_name})
+    reference = np.vstack([library.encode([text], normalize_embeddings=True) for text in TEXTS])
+    assert (vectors * reference).sum(axis=1).min() > 1 - 1e-5
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    query = query_embedder(settings, tmp_path)
+    assert isinstance(query, OnnxEmbedder) and query.workers == 1
+    assert query.model_id == indexing.model_id == f"{tiny_model_dir}@{backend}"
+    assert query.dimension == indexing.dimension == reference.shape[1]
+    assert np.abs(query.embed(TEXTS) - vectors).max() <= 1e-6, "one session or two: the same vectors"
 
 
-def test_without_an_export_or_with_torch_the_indexing_embedder_answers(tiny_model_dir: Path, tmp_path: Path) -> None:
-    assert isinstance(
-        query_embedder(EmbeddingSettings(model=str(tiny_model_dir), backend="onnx"), tmp_path),
-        SentenceTransformerEmbedder,
-    )
-    assert isinstance(
-        query_embedder(EmbeddingSettings(model=str(tiny_model_dir), backend="torch"), tmp_path),
-        SentenceTransformerEmbedder,
-    )
+def test_torch_is_the_sentence_transformers_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    embedder = query_embedder(EmbeddingSettings(model=str(tiny_model_dir), backend="torch"), tmp_path)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    assert embedder.embed(TEXTS).shape == (len(TEXTS), embedder.dimension)
 
 
-def test_the_query_path_imports_neither_torch_nor_sentence_transformers(tiny_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_with_an_export_neither_torch_nor_sentence_transformers_is_imported(
+    tiny_model_dir: Path, tmp_path: Path, workers: int
+) -> None:
     settings = EmbeddingSettings(model=str(tiny_model_dir), backend="onnx")
     make_embedder(settings, tmp_path).embed(["warm"])
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
         "from rag_platform.config import EmbeddingSettings\n"
-        "from rag_platform.embedding import query_embedder\n"
+        "from rag_platform.embedding import make_embedder\n"
         f"settings = EmbeddingSettings(model={str(tiny_model_dir)!r}, backend='onnx')\n"
-        f"query_embedder(settings, Path({str(tmp_path)!r})).embed(['a query'])\n"
+        f"make_embedder(settings, Path({str(tmp_path)!r}), workers={workers}).embed(['a query', 'a chunk'])\n"
         "print(json.dumps(sorted(m for m in ('torch', 'sentence_transformers', 'transformers', 'dagster') "
         "if m in sys.modules)))\n"
     )
