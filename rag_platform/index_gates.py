@@ -64,6 +64,8 @@ def ledger_match_gate(
         got, want = stored.get(cid), rows.get(cid)
         if got is None or want is None or got.text != want["text"]:
             return Gate(MATCHES_LEDGER, False, f"chunk {cid} did not round-trip through the index")
+        if got.document_version != want["document_version"]:
+            return Gate(MATCHES_LEDGER, False, f"chunk {cid} holds document version {got.document_version!r}")
         if not np.allclose(np.asarray(got.vector), np.asarray(vectors[want["text_hash"]]), atol=1e-5):
             return Gate(MATCHES_LEDGER, False, f"chunk {cid} vector differs from the embedding cache")
     return Gate(MATCHES_LEDGER, True, f"{count} chunks; {len(picked)} sampled chunks round-tripped")

@@ -5,6 +5,7 @@ the index has; after a crash the backend's own contents win (``reconcile_ledger`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag_platform.warehouse import execute_many, insert_columns, registered, rows_as_dicts, scalar
@@ -15,11 +16,22 @@ if TYPE_CHECKING:
     from rag_platform.backends import IndexBackend
 
 
-def index_delta(con: duckdb.DuckDBPyConnection, name: str, chunker_fp: str) -> tuple[list[str], list[str]]:
-    """Chunk ids to write (new, or text or document version changed) and to delete, by the ledger, sorted."""
+@dataclass(frozen=True, slots=True)
+class IndexDelta:
+    """What a version needs to hold exactly the live chunks, by the ledger (chunk ids, sorted): chunks to write
+    whole (new, or text changed), chunks whose document changed around them (same text and vector: only the
+    metadata fields are rewritten), and chunks to delete."""
+
+    upsert: list[str]
+    update_metadata: list[str]
+    delete: list[str]
+
+
+def index_delta(con: duckdb.DuckDBPyConnection, name: str, chunker_fp: str) -> IndexDelta:
     params = {"name": name, "chunker": chunker_fp}
-    upsert = con.execute(
-        """SELECT c.chunk_id FROM chunks c
+    changed = con.execute(
+        """SELECT c.chunk_id, s.chunk_id IS NOT NULL AND s.text_hash IS NOT DISTINCT FROM c.text_hash
+           FROM chunks c
            LEFT JOIN index_state s ON s.index_name = $name AND s.chunk_id = c.chunk_id
            WHERE c.chunker = $chunker AND (s.chunk_id IS NULL OR s.text_hash IS DISTINCT FROM c.text_hash
                  OR s.document_version IS DISTINCT FROM c.document_version)
@@ -32,7 +44,11 @@ def index_delta(con: duckdb.DuckDBPyConnection, name: str, chunker_fp: str) -> t
            ORDER BY chunk_id""",
         params,
     ).fetchall()
-    return [r[0] for r in upsert], [r[0] for r in delete]
+    return IndexDelta(
+        upsert=[cid for cid, same_text in changed if not same_text],
+        update_metadata=[cid for cid, same_text in changed if same_text],
+        delete=[r[0] for r in delete],
+    )
 
 
 def chunk_rows(con: duckdb.DuckDBPyConnection, chunk_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -88,7 +104,8 @@ def reconcile_ledger(con: duckdb.DuckDBPyConnection, backend: IndexBackend, name
         return
     held = backend.chunk_hashes(name)
     con.execute("DELETE FROM index_state WHERE index_name = ?", [name])
-    # document_version NULL forces a rewrite of these rows on this run, restoring their provenance fields.
+    # document_version NULL makes this run rewrite these rows' provenance fields (their metadata only, where the
+    # held text is the live text).
     execute_many(
         con,
         "INSERT INTO index_state VALUES (?, ?, NULL, ?, NULL, NULL)",

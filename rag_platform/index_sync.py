@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rag_platform import faults
+from rag_platform.backends.base import BulkWriteError
 from rag_platform.gates import Gate, all_passed
 from rag_platform.index_gates import MATCHES_LEDGER, delete_fraction_gate, ledger_match_gate
 from rag_platform.index_ledger import (
+    IndexDelta,
     chunk_rows,
     index_delta,
     reconcile_ledger,
@@ -30,7 +32,7 @@ from rag_platform.index_plan import (
     register_version,
 )
 from rag_platform.ingest import now
-from rag_platform.records import IndexedChunk
+from rag_platform.records import ChunkMetadata, IndexedChunk
 from rag_platform.warehouse import batches, scalar
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ class IndexStats:
     version: str = ""
     count: int = 0
     upserted: int = 0
+    updated: int = 0  # metadata only: same text and vector, the document changed around them
     deleted: int = 0
     published: bool = False
     new_version: bool = False
@@ -93,7 +96,7 @@ def sync_index(
         register_version(con, backend, plan, target, run_id)
     backend.open_for_writes(plan.name)
     reconcile_ledger(con, backend, plan.name)
-    to_upsert, to_delete = index_delta(con, plan.name, target.chunker.fingerprint)
+    delta = index_delta(con, plan.name, target.chunker.fingerprint)
 
     gate = delete_fraction_gate(con, plan.served, target.chunker.fingerprint, policy.max_delete_fraction)
     stats.gates[gate.name] = gate
@@ -102,7 +105,7 @@ def sync_index(
         stats.count = backend.count(plan.name)
         return stats
 
-    _write(con, backend, plan, target, run_id, to_upsert, to_delete, policy.write_batch, stats, log)
+    _write(con, backend, plan.name, target.model_id, run_id, delta, policy.write_batch, stats, log)
     backend.refresh(plan.name)
     stats.count = backend.count(plan.name)
     live = scalar(con, "SELECT count(*) FROM chunks WHERE chunker = ?", [target.chunker.fingerprint])
@@ -122,20 +125,65 @@ def sync_index(
 def _write(
     con: duckdb.DuckDBPyConnection,
     backend: IndexBackend,
-    plan: IndexPlan,
-    target: IndexTarget,
+    name: str,
+    model_id: str,
     run_id: str,
-    to_upsert: list[str],
-    to_delete: list[str],
+    delta: IndexDelta,
     write_batch: int,
     stats: IndexStats,
     log: Log,
 ) -> None:
-    for batch in batches(to_upsert, write_batch):
+    total = len(delta.upsert) + len(delta.update_metadata)
+    for batch in batches(delta.update_metadata, write_batch):
         faults.checkpoint("index_write")
         rows = chunk_rows(con, batch)
-        vectors = vectors_for(con, target.model_id, sorted({r["text_hash"] for r in rows}))
-        docs = [
+        lost: set[str] = set()
+        try:
+            backend.update_metadata(name, [_metadata(r, run_id) for r in rows])
+        except BulkWriteError as exc:  # the ledger held chunks the index lost: write those whole
+            lost = {cid for cid, _ in exc.failures}
+            _upsert(con, backend, name, model_id, run_id, [r for r in rows if r["chunk_id"] in lost])
+        record_written(con, name, [r for r in rows if r["chunk_id"] not in lost], run_id)
+        stats.updated += len(rows) - len(lost)
+        stats.upserted += len(lost)
+        log(f"indexed {stats.upserted + stats.updated}/{total} chunks")
+    for batch in batches(delta.upsert, write_batch):
+        faults.checkpoint("index_write")
+        _upsert(con, backend, name, model_id, run_id, chunk_rows(con, batch))
+        stats.upserted += len(batch)
+        log(f"indexed {stats.upserted + stats.updated}/{total} chunks")
+    for batch in batches(delta.delete, write_batch):
+        faults.checkpoint("index_write")
+        backend.delete(name, list(batch))
+        record_deleted(con, name, batch)
+        stats.deleted += len(batch)
+
+
+def _metadata(row: dict[str, Any], run_id: str) -> ChunkMetadata:
+    return ChunkMetadata(
+        chunk_id=row["chunk_id"],
+        title=row["title"],
+        heading_path=row["heading_path"],
+        document_version=row["document_version"],
+        run_id=run_id,
+    )
+
+
+def _upsert(
+    con: duckdb.DuckDBPyConnection,
+    backend: IndexBackend,
+    name: str,
+    model_id: str,
+    run_id: str,
+    rows: list[dict[str, Any]],
+) -> None:
+    """Write ``rows`` (ledger rows of ``chunk_rows``) whole, with their cached vectors, and record them."""
+    if not rows:
+        return
+    vectors = vectors_for(con, model_id, sorted({r["text_hash"] for r in rows}))
+    backend.upsert(
+        name,
+        [
             IndexedChunk(
                 chunk_id=r["chunk_id"],
                 document_id=r["document_id"],
@@ -148,16 +196,9 @@ def _write(
                 heading_path=r["heading_path"],
             )
             for r in rows
-        ]
-        backend.upsert(plan.name, docs)
-        record_written(con, plan.name, rows, run_id)
-        stats.upserted += len(docs)
-        log(f"indexed {stats.upserted}/{len(to_upsert)} chunks")
-    for batch in batches(to_delete, write_batch):
-        faults.checkpoint("index_write")
-        backend.delete(plan.name, list(batch))
-        record_deleted(con, plan.name, batch)
-        stats.deleted += len(batch)
+        ],
+    )
+    record_written(con, name, rows, run_id)
 
 
 def publish(con: duckdb.DuckDBPyConnection, backend: IndexBackend, plan: IndexPlan, alias: str, run_id: str) -> None:

@@ -125,6 +125,22 @@ class IndexedChunk:
     heading_path: str = ""
 
 
+# The fields of an indexed chunk that can change while its id, and so its text and vector, stay the same (the
+# id hashes the URI and the text): a chunk whose document changed elsewhere gets these rewritten, not its vector.
+METADATA_FIELDS = ("title", "heading_path", "document_version", "run_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMetadata:
+    """What a metadata-only index write carries: the chunk's id and its ``METADATA_FIELDS``."""
+
+    chunk_id: str
+    title: str
+    heading_path: str
+    document_version: str
+    run_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One search result from a backend, before or after reranking."""

@@ -4,6 +4,7 @@ no dbt: ``current_documents`` is written directly, as the dbt model would leave 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,54 @@ def test_a_changed_document_is_redone_alone_and_a_removed_one_leaves_the_index(
     assert index.published and index.count == len(after)
     assert set(backend.chunk_hashes(index.version)) == after
     assert not any("gamma" in c.text for c in backend.get(index.version, sorted(before - after)))
+
+
+def test_an_edit_rewrites_only_the_metadata_of_the_documents_unchanged_chunks(
+    con: duckdb.DuckDBPyConnection, backend: LanceDBBackend
+) -> None:
+    embedder = FakeEmbedder()
+    uri, _, title, text, source = document("alpha", paragraphs=6)
+    set_documents(con, (uri, "v1-alpha", title, text, source))
+    _, _, first = refresh(con, backend, embedder, "r1")
+    embedder.embedded.clear()
+    edited = text.replace("alpha paragraph 5 version 1", "alpha paragraph 5 now edited")
+    set_documents(con, (uri, "v2-alpha", title, edited, source))
+    _, embedded, index = refresh(con, backend, embedder, "r2")
+    assert embedded.embedded == len(embedder.embedded) == 1 and "now edited" in embedder.embedded[0]
+    assert index.upserted == 1 and index.updated == first.count - 1 and index.deleted == 1
+    stored = backend.get(index.version, sorted(live_chunk_ids(con)))
+    assert {(c.document_version, c.run_id) for c in stored} == {("v2-alpha", "r2")}
+    assert index.gates[MATCHES_LEDGER].passed
+
+    _, _, full = refresh(con, backend, embedder, "r3", full=True)
+    rebuilt = backend.get(full.version, sorted(live_chunk_ids(con)))
+    fields = ("chunk_id", "document_id", "source", "title", "text", "document_version", "heading_path", "vector")
+    assert [[getattr(c, f) for f in fields] for c in stored] == [[getattr(c, f) for f in fields] for c in rebuilt]
+
+
+def test_a_chunk_the_index_lost_is_written_whole_when_only_its_metadata_changed(
+    con: duckdb.DuckDBPyConnection, backend: LanceDBBackend
+) -> None:
+    embedder = FakeEmbedder()
+    uri, _, title, text, source = document("alpha")
+    set_documents(con, (uri, "v1-alpha", title, text, source))
+    _, _, first = refresh(con, backend, embedder, "r1")
+    [lost, *_] = sorted(live_chunk_ids(con))
+    backend.open_for_writes(first.version)
+    # Gone behind the ledger's back, with a stray chunk in its place: the counts still agree.
+    [held] = backend.get(first.version, [lost])
+    backend.delete(first.version, [lost])
+    backend.upsert(first.version, [dataclasses.replace(held, chunk_id="stray")])
+    backend.refresh(first.version)
+    set_documents(con, (uri, "v2-alpha", title, text, source))
+    _, _, index = refresh(con, backend, embedder, "r2")
+    assert (index.upserted, index.updated) == (1, first.count - 1)
+    assert [c.document_version for c in backend.get(index.version, [lost])] == ["v2-alpha"]
+    # The stray keeps this version from publishing; the next run trusts the index's contents and removes it.
+    assert not index.published and "holds 4 chunks" in index.gates[MATCHES_LEDGER].message
+    _, _, converged = refresh(con, backend, embedder, "r3")
+    assert converged.published and converged.deleted == 1 and backend.get(converged.version, ["stray"]) == []
+    assert [c.document_version for c in backend.get(index.version, [lost])] == ["v2-alpha"]
 
 
 def test_incremental_equals_a_full_rebuild(con: duckdb.DuckDBPyConnection, backend: LanceDBBackend) -> None:

@@ -4,8 +4,9 @@ Contract, shared by all backends and checked by ``rag_platform_tests/backends/co
 
 - Physical indexes ("versions") are created explicitly and are idempotent to create again.
 - Writes are upserts and deletes by ``chunk_id``: writing the same chunk twice leaves one copy; deleting an
-  unknown id is a no-op. A write returns only after the backend acknowledged it; rejected items raise
-  ``BulkWriteError`` naming each chunk and reason (nothing is dropped silently).
+  unknown id is a no-op; ``update_metadata`` rewrites a held chunk's provenance fields, not its text or vector.
+  A write returns only after the backend acknowledged it; rejected items raise ``BulkWriteError`` naming each
+  chunk and reason (nothing is dropped silently).
 - ``refresh`` makes acknowledged writes visible to search (and rebuilds keyword statistics over live rows).
 - Scores: dense = cosine similarity, keyword = BM25, hybrid = reciprocal rank fusion. Results are ordered by
   score, ties by ``chunk_id``. Filters match exactly on keyword fields (a list means any of).
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from rag_platform.records import Hit, IndexedChunk
+from rag_platform.records import ChunkMetadata, Hit, IndexedChunk
 
 # Backends fetch this many results beyond ``k``, so ties at the cut are ordered by chunk id, not by chance.
 TIE_MARGIN = 16
@@ -84,6 +85,11 @@ class IndexBackend(Protocol):
 
     def upsert(self, name: str, chunks: Sequence[IndexedChunk]) -> int:
         """Write ``chunks`` by id, overwriting existing ones (idempotent re-runs); returns how many."""
+        ...
+
+    def update_metadata(self, name: str, updates: Sequence[ChunkMetadata]) -> int:
+        """Rewrite the metadata fields of chunks the version holds, keeping their text and vector; returns how
+        many. Ids it does not hold raise ``BulkWriteError`` naming them (the others are written)."""
         ...
 
     def delete(self, name: str, chunk_ids: Sequence[str]) -> int: ...

@@ -41,7 +41,7 @@ from rag_platform.backends.base import (
     validate_filters,
 )
 from rag_platform.fusion import reciprocal_rank_fusion, sort_hits
-from rag_platform.records import Hit, IndexedChunk, sha256_hex
+from rag_platform.records import METADATA_FIELDS, ChunkMetadata, Hit, IndexedChunk, sha256_hex
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -486,6 +486,26 @@ class ElasticsearchBackend:
                 },
             }
             for c in rows.values()
+        ]
+        self._visible.discard(name)
+        self._bulk(name, actions, ok_statuses=frozenset())
+        return len(rows)
+
+    def update_metadata(self, name: str, updates: Sequence[ChunkMetadata]) -> int:
+        if not updates:
+            return 0
+        physical = self._stage(name)
+        rows = {u.chunk_id: u for u in updates}
+        # Partial-document updates: the vector is neither sent nor re-parsed (9.2+ rehydrates an excluded one
+        # from the index); an id the index does not hold answers 404 document_missing_exception.
+        actions = [
+            {
+                "_op_type": "update",
+                "_index": physical,
+                "_id": u.chunk_id,
+                "doc": {field: getattr(u, field) for field in METADATA_FIELDS},
+            }
+            for u in rows.values()
         ]
         self._visible.discard(name)
         self._bulk(name, actions, ok_statuses=frozenset())

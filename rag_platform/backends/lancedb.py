@@ -24,13 +24,14 @@ import numpy as np
 from rag_platform.backends.base import (
     TIE_MARGIN,
     BackendError,
+    BulkWriteError,
     Filters,
     IndexMissing,
     IndexVersion,
     validate_filters,
 )
 from rag_platform.fusion import fuse_ids, sort_hits
-from rag_platform.records import Hit, IndexedChunk, sha256_hex
+from rag_platform.records import METADATA_FIELDS, ChunkMetadata, Hit, IndexedChunk, sha256_hex
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _DELETE_BATCH = 500
@@ -213,19 +214,35 @@ class LanceDBBackend:
         self.open_for_writes(name)
         table = self._table(name)
         rows = {c.chunk_id: c for c in chunks}  # the last write of an id wins, as in a sequence of upserts
-        data = pa.Table.from_pylist(
-            [
-                {
-                    **{column: getattr(c, column) for column in _COLUMNS},
-                    "text_sha256": sha256_hex(c.text),
-                    "vector": [float(x) for x in c.vector],
-                }
-                for c in rows.values()
-            ],
-            schema=table.schema,
-        )
+        dim = table.schema.field("vector").type.list_size
+        if any(len(c.vector) != dim for c in rows.values()):
+            raise BackendError(f"index {name!r} holds vectors of {dim} dimensions; got others")
+        vectors = np.asarray([c.vector for c in rows.values()], dtype=np.float32).reshape(-1)
+        columns: dict[str, Any] = {column: [getattr(c, column) for c in rows.values()] for column in _COLUMNS}
+        columns["text_sha256"] = [sha256_hex(c.text) for c in rows.values()]
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors), dim)
+        data = pa.Table.from_pydict(columns, schema=table.schema)
         with self._lock:
             table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        return len(rows)
+
+    def update_metadata(self, name: str, updates: Sequence[ChunkMetadata]) -> int:
+        if not updates:
+            return 0
+        import pyarrow as pa
+
+        self.open_for_writes(name)
+        table = self._table(name)
+        rows = {u.chunk_id: u for u in updates}
+        columns = ("chunk_id", *METADATA_FIELDS)
+        data = pa.table({column: [getattr(u, column) for u in rows.values()] for column in columns})
+        with self._lock:
+            # Only the given columns are rewritten: text, hash and vector stay as stored. Unknown ids match
+            # nothing and insert nothing.
+            result = table.merge_insert("chunk_id").when_matched_update_all().execute(data)
+        if int(result.num_updated_rows) != len(rows):
+            held = {c.chunk_id for c in self.get(name, list(rows))}
+            raise BulkWriteError([(cid, "not in the index") for cid in sorted(set(rows) - held)])
         return len(rows)
 
     def delete(self, name: str, chunk_ids: Sequence[str]) -> int:

@@ -96,6 +96,7 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
             "version": index_stats.get("version"),
             "count": index_stats.get("count", 0),
             "upserted": index_stats.get("upserted", 0),
+            "updated": index_stats.get("updated", 0),
             "deleted": index_stats.get("deleted", 0),
         },
         "published": bool(index_stats.get("published", False)),

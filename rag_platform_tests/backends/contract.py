@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rag_platform.backends import BackendError, IndexBackend, IndexMissing
-from rag_platform.records import IndexedChunk, sha256_hex
+from rag_platform.backends import BackendError, BulkWriteError, IndexBackend, IndexMissing
+from rag_platform.records import ChunkMetadata, IndexedChunk, sha256_hex
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -93,6 +93,30 @@ def check_get_round_trips_vectors_and_provenance(backend: IndexBackend, prefix: 
     assert got["c04"].vector == pytest.approx(original.vector, abs=1e-6)
     for field in ("document_id", "source", "title", "text", "document_version", "run_id", "heading_path"):
         assert getattr(got["c04"], field) == getattr(original, field), field
+
+
+def check_metadata_update_keeps_text_and_vector(backend: IndexBackend, prefix: str) -> None:
+    name = f"{prefix}-v1"
+    build(backend, name)
+    update = ChunkMetadata("c04", "Title doc-b, renamed", "Guide > Renamed", "v2", "run-2")
+    with pytest.raises(BulkWriteError) as refused:
+        backend.update_metadata(name, [update, ChunkMetadata("never-existed", "t", "", "v2", "run-2")])
+    assert [cid for cid, _ in refused.value.failures] == ["never-existed"]
+    backend.refresh(name)
+    assert backend.count(name) == 4, "an update of an unknown id must not create it"
+    [stored] = backend.get(name, ["c04"])
+    original = CORPUS[3]
+    assert (stored.title, stored.heading_path, stored.document_version, stored.run_id) == (
+        "Title doc-b, renamed",
+        "Guide > Renamed",
+        "v2",
+        "run-2",
+    )
+    assert (stored.text, stored.source, stored.document_id) == (original.text, original.source, original.document_id)
+    assert stored.vector == pytest.approx(original.vector, abs=1e-6)
+    assert backend.chunk_hashes(name)["c04"] == sha256_hex(original.text)
+    assert backend.search_dense(name, original.vector, 1, {"document_version": "v2"})[0].chunk_id == "c04"
+    assert backend.search_keyword(name, "rollback alias", 1)[0].chunk_id == "c04"
 
 
 def check_dense_search_orders_by_cosine(backend: IndexBackend, prefix: str) -> None:
@@ -193,14 +217,17 @@ def check_writes_to_the_served_version_stay_unseen_until_the_swap(
     edited = chunk("c01", "vector stores answer nearest neighbour queries", unit(1, 0))
     writer.open_for_writes(name)
     writer.upsert(name, [fresh, edited])
+    writer.update_metadata(name, [ChunkMetadata("c03", "Title doc-b", "", "v2", "run-2")])
     writer.delete(name, ["c02"])
     writer.refresh(name)
     latest = {"c01": sha256_hex(edited.text), "c03": published["c03"], "c05": sha256_hex(fresh.text)}
     assert writer.chunk_hashes(name) == latest and writer.count(name) == 3, "the writer reads its own writes"
     assert [h.chunk_id for h in writer.search_keyword(name, "pinning unpublished", 3)] == ["c05"]
+    assert [c.document_version for c in writer.get(name, ["c03"])] == ["v2"]
 
     def unchanged() -> None:
         assert reader.chunk_hashes(name) == published and reader.count(name) == 3
+        assert [c.document_version for c in reader.get(name, ["c03"])] == ["v1"]
         assert reader.search_keyword(name, "pinning unpublished", 3) == []
         assert reader.search_dense(name, unit(0, 1), 1)[0].chunk_id == "c02"
         assert [c.text for c in reader.get(name, ["c01", "c05"])] == [CORPUS[0].text]
@@ -241,6 +268,7 @@ CHECKS: list[Callable[[IndexBackend, str], None]] = [
     check_create_is_idempotent_and_empty,
     check_upsert_reupsert_delete_count,
     check_get_round_trips_vectors_and_provenance,
+    check_metadata_update_keeps_text_and_vector,
     check_dense_search_orders_by_cosine,
     check_dense_ties_break_by_chunk_id,
     check_keyword_search_is_bm25_over_live_chunks,

@@ -70,9 +70,12 @@ EXTRA_PRIVILEGES: dict[str, dict[str, list[str]]] = {
     "license.get": {"cluster": ["monitor"]},  # GET _license: the monitor cluster privilege
     "indices.exists": {"index": ["view_index_metadata"]},
     "indices.update_aliases": {"index": ["manage"]},  # manage on the index and on the alias
-    "bulk": {},  # checked per item: index -> index/create/write, delete -> delete/write
+    "bulk": {},  # checked per item (_BULK_PRIVILEGES)
     "clear_scroll": {},
 }
+# A bulk item's operation -> the index privileges any of which grants it ("Bulk API", prerequisites): update
+# needs index or write (create alone only adds documents); index and create are granted by create too.
+_BULK_PRIVILEGES = {"delete": ["delete", "write"], "update": ["index", "write"]}
 ACTION_NAMES = {
     "info": "cluster:monitor/main",
     "license.get": "cluster:monitor/xpack/license/get",
@@ -328,7 +331,7 @@ class RecordingElasticsearch:
         names = [n for n in params.get("index", params.get("name", "")).split(",") if n]
         if endpoint.name == "bulk":
             names_privs = [
-                (meta["_index"], ["delete", "write"] if op == "delete" else ["index", "create", "write"])
+                (meta["_index"], _BULK_PRIVILEGES.get(op, ["index", "create", "write"]))
                 for op, meta in (next(iter(line.items())) for line in request.ndjson if _is_action(line))
             ]
         elif endpoint.name == "indices.update_aliases":
@@ -584,6 +587,19 @@ class RecordingElasticsearch:
                 if meta["_id"] not in state.live():
                     statuses[meta["_id"]] = 404
                 state.pending[meta["_id"]] = None
+            elif op == "update":
+                # A partial document merged into the stored one (the update API); a missing one is refused.
+                current = state.live().get(meta["_id"])
+                partial = lines[i + 1].get("doc", {})
+                problem = _document_problem(state.mappings, partial)
+                if current is None:
+                    statuses[meta["_id"]] = 404
+                    reasons[meta["_id"]] = ("document_missing_exception", f"[{meta['_id']}]: document missing")
+                elif problem:
+                    statuses[meta["_id"]] = 400
+                    reasons[meta["_id"]] = problem
+                else:
+                    state.pending[meta["_id"]] = {**current, **partial}
             else:
                 problem = _document_problem(state.mappings, lines[i + 1])
                 if problem:
@@ -966,16 +982,18 @@ def bulk_response(lines: list[Any], statuses: dict[str, int] | None = None) -> d
     while i < len(lines):
         op, meta = next(iter(lines[i].items()))
         i += 1 if op == "delete" else 2
-        status = (statuses or {}).get(meta["_id"], 200 if op == "delete" else 201)
+        status = (statuses or {}).get(meta["_id"], 200 if op in ("delete", "update") else 201)
         item: dict[str, Any] = {"_index": meta["_index"], "_id": meta["_id"], "status": status}
         if status >= 400:
             kind = "es_rejected_execution_exception" if status == 429 else "document_parsing_exception"
-            if status == 404:
+            if status == 404 and op == "update":
+                item["error"] = {"type": "document_missing_exception", "reason": f"[{meta['_id']}]: document missing"}
+            elif status == 404:
                 item["result"] = "not_found"
             else:
                 item["error"] = {"type": kind, "reason": f"recorded failure for {meta['_id']}"}
         else:
-            item["result"] = "deleted" if op == "delete" else "created"
+            item["result"] = {"delete": "deleted", "update": "updated"}.get(op, "created")
         items.append({op: item})
     return {"took": 3, "errors": any(next(iter(x.values()))["status"] >= 400 for x in items), "items": items}
 

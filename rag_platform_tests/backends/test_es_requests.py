@@ -17,7 +17,7 @@ from backends.es_recorder import RecordingElasticsearch, bulk_response, serve
 
 from rag_platform.backends import BackendError, BackendUnavailable, BulkWriteError, IndexMissing
 from rag_platform.backends.elasticsearch import ElasticsearchBackend, ElasticsearchConfig, mapping
-from rag_platform.records import IndexedChunk
+from rag_platform.records import ChunkMetadata, IndexedChunk
 
 DIM = 4
 
@@ -119,6 +119,22 @@ def test_upsert_sends_one_ndjson_bulk_with_ids_and_provenance(recorder: tuple[Re
     assert doc["vector"] == [0.5, 0.5, 0.5, 0.5]
     assert doc["index_version"] == "idx" and doc["model"] == "m" and doc["chunker"] == "c"
     assert len(doc["text_sha256"]) == 64
+
+
+def test_a_metadata_update_is_a_partial_update_without_the_vector(
+    recorder: tuple[RecordingElasticsearch, str],
+) -> None:
+    rec, url = recorder
+    rec.script("PUT", "/_bulk", lambda r: (200, bulk_response(r.ndjson, {"gone": 404})))
+    updates = [ChunkMetadata("c1", "A", "Guide", "v2", "run-2"), ChunkMetadata("gone", "A", "", "v2", "run-2")]
+    with pytest.raises(BulkWriteError) as failure:
+        backend_for(url).update_metadata("idx", updates)
+    assert failure.value.failures == [("gone", "document_missing_exception: [gone]: document missing (status 404)")]
+    [bulk] = rec.of("PUT", "/_bulk")
+    assert bulk.ndjson[::2] == [{"update": {"_index": "idx", "_id": cid}} for cid in ("c1", "gone")]
+    assert bulk.ndjson[1] == {
+        "doc": {"title": "A", "heading_path": "Guide", "document_version": "v2", "run_id": "run-2"}
+    }
 
 
 def test_bulk_item_429_is_retried_alone_with_backoff(recorder: tuple[RecordingElasticsearch, str]) -> None:
