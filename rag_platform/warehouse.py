@@ -8,6 +8,7 @@ read snapshot (``snapshot.duckdb``, swapped in with an atomic rename) and reader
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -89,23 +90,23 @@ CREATE TABLE IF NOT EXISTS fine_tune_comparisons (
 
 # Tables copied into the read snapshot; vectors and raw text stay in the warehouse.
 SNAPSHOT_QUERIES = {
-    "sources": "SELECT * FROM w.sources",
-    "quarantine": "SELECT * FROM w.quarantine",
-    "evaluations": "SELECT * FROM w.evaluations",
-    "document_events": "SELECT * FROM w.document_events",
+    "sources": "SELECT * FROM sources",
+    "quarantine": "SELECT * FROM quarantine",
+    "evaluations": "SELECT * FROM evaluations",
+    "document_events": "SELECT * FROM document_events",
     "document_versions": (
         "SELECT uri, document_id, source, document_version, is_deleted, title, path, size_bytes, run_id, "
-        "ingested_at FROM w.raw_documents"
+        "ingested_at FROM raw_documents"
     ),
-    "chunks": "SELECT * EXCLUDE (text) FROM w.chunks",
-    "embedding_runs": "SELECT model_id, text_hash, run_id, created_at FROM w.embedding_cache",
-    "index_versions": "SELECT * FROM w.index_versions",
-    "index_state": "SELECT * FROM w.index_state",
-    "published_chunks": "SELECT * FROM w.published_chunks",
-    "runs": "SELECT * FROM w.runs",
-    "alias_events": "SELECT * FROM w.alias_events",
-    "fine_tuned_models": "SELECT * FROM w.fine_tuned_models",
-    "fine_tune_comparisons": "SELECT * FROM w.fine_tune_comparisons",
+    "chunks": "SELECT * EXCLUDE (text) FROM chunks",
+    "embedding_runs": "SELECT model_id, text_hash, run_id, created_at FROM embedding_cache",
+    "index_versions": "SELECT * FROM index_versions",
+    "index_state": "SELECT * FROM index_state",
+    "published_chunks": "SELECT * FROM published_chunks",
+    "runs": "SELECT * FROM runs",
+    "alias_events": "SELECT * FROM alias_events",
+    "fine_tuned_models": "SELECT * FROM fine_tuned_models",
+    "fine_tune_comparisons": "SELECT * FROM fine_tune_comparisons",
 }
 
 
@@ -128,9 +129,69 @@ def _connect(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyCo
             delay = min(delay * 2, 1.0)
 
 
+# Warehouses this process keeps open for a whole run (``held``), by path.
+_held: dict[Path, duckdb.DuckDBPyConnection] = {}
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def held(settings: Settings, timeout_s: float = 60.0) -> Iterator[None]:
+    """Keep the warehouse open in this process until the block ends: for a run, which holds the refresh lock and
+    so is the only writer. Every ``writer``/``owner_reader`` inside then shares the open database instead of
+    loading its catalog and checkpointing it once per step (about a second of a 4 s docs refresh). Other
+    processes cannot open the file meanwhile: readers use the snapshot, and ``released`` lets a subprocess in."""
+    path = settings.warehouse_path
+    if path in _held:
+        yield
+        return
+    settings.home.mkdir(parents=True, exist_ok=True)
+    con = _connect(path, read_only=False, timeout_s=timeout_s)
+    con.execute(SCHEMA)
+    _held[path] = con
+    try:
+        yield
+    finally:
+        with _held_lock:
+            con = _held.pop(path, con)
+        con.close()
+
+
+@contextmanager
+def released(settings: Settings, timeout_s: float = 60.0) -> Iterator[None]:
+    """Let go of a held warehouse while another process (dbt's subprocess) opens it; hold it again after."""
+    path = settings.warehouse_path
+    with _held_lock:
+        con = _held.pop(path, None)
+    if con is None:
+        yield
+        return
+    con.close()
+    try:
+        yield
+    finally:
+        _held[path] = _connect(path, read_only=False, timeout_s=timeout_s)
+
+
+@contextmanager
+def _held_cursor(path: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A connection of its own on the held database at ``path`` (closing it keeps the database open), or None."""
+    with _held_lock:
+        con = _held.get(path)
+        cursor = con.cursor() if con is not None else None
+    try:
+        yield cursor
+    finally:
+        if cursor is not None:
+            cursor.close()
+
+
 @contextmanager
 def writer(settings: Settings, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """The single read-write connection, for the duration of one write step."""
+    with _held_cursor(settings.warehouse_path) as shared:
+        if shared is not None:
+            yield shared
+            return
     settings.home.mkdir(parents=True, exist_ok=True)
     con = _connect(settings.warehouse_path, read_only=False, timeout_s=timeout_s)
     try:
@@ -156,6 +217,10 @@ def reader(settings: Settings, timeout_s: float = 10.0) -> Iterator[duckdb.DuckD
 @contextmanager
 def owner_reader(settings: Settings, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """A read-only warehouse connection for the process that just wrote it (e.g. to summarise its own run)."""
+    with _held_cursor(settings.warehouse_path) as shared:
+        if shared is not None:
+            yield shared
+            return
     if not settings.warehouse_path.exists():
         yield None
         return
@@ -166,35 +231,30 @@ def owner_reader(settings: Settings, timeout_s: float = 60.0) -> Iterator[duckdb
         con.close()
 
 
-def export_snapshot(settings: Settings, extra: dict[str, str] | None = None) -> None:
-    """Copy the tables readers need into a fresh file and swap it in atomically.
-
-    Call only while no read-write connection is open in this process.
-    """
-    import duckdb
-
+def export_snapshot(settings: Settings) -> None:
+    """Copy the tables readers need into a fresh file and swap it in atomically. Written by the warehouse's own
+    (or held) connection: the writing process is the only one that may open the file."""
     tmp = settings.home / f"snapshot.{os.getpid()}.tmp"
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
-    try:
-        con.execute("ATTACH ? AS w (READ_ONLY)", [str(settings.warehouse_path)])  # a quote in the home is data
-        queries = dict(SNAPSHOT_QUERIES)
-        tables = {
-            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name='w'").fetchall()
-        }
-        if "current_documents" in tables:
-            queries["current_documents"] = (
-                "SELECT uri, document_id, source, document_version, title, mime, path, size_bytes, language, "
-                "char_length, run_id, ingested_at FROM w.current_documents"
-            )
-        queries.update(extra or {})
-        for table, query in queries.items():
-            con.execute(f"CREATE TABLE {table} AS {query}")
-        con.execute("DETACH w")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
+    with writer(settings) as con:
+        con.execute("ATTACH ? AS snapshot_out", [str(tmp)])  # a quote in the home is data
+        try:
+            queries = dict(SNAPSHOT_QUERIES)
+            if first_row(
+                con,
+                "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND "
+                "schema_name = 'main' AND table_name = 'current_documents'",
+            ):
+                queries["current_documents"] = (
+                    "SELECT uri, document_id, source, document_version, title, mime, path, size_bytes, language, "
+                    "char_length, run_id, ingested_at FROM current_documents"
+                )
+            for table, query in queries.items():
+                con.execute(f"CREATE TABLE snapshot_out.{table} AS {query}")
+            con.execute("CHECKPOINT snapshot_out")
+        finally:
+            con.execute("DETACH snapshot_out")
     os.replace(tmp, settings.snapshot_path)
 
 

@@ -1,5 +1,6 @@
 """The platform resource: one ``RunParts`` per run (settings resolved once), the run's liveness lock, and the
-refresh lock held for the whole run, so runs from the CLI, sensors and the UI never interleave their writes."""
+refresh lock held for the whole run, so runs from the CLI, sensors and the UI never interleave their writes; the
+warehouse stays open for the run's steps."""
 
 import logging
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from rag_platform import warehouse
 from rag_platform.defs.liveness import fail_dead_runs, run_liveness
 from rag_platform.locking import refresh_lock
 from rag_platform.parts import RunParts
@@ -37,6 +39,7 @@ class PlatformResource(dg.ConfigurableResource):
             stack.enter_context(
                 refresh_lock(lock_path, self.lock_timeout_s, on_wait=_waiting_logger(context), run_id=run_id)
             )
+            stack.enter_context(warehouse.held(parts.settings))  # this run is the warehouse's only writer
             self._parts = parts
             try:
                 yield self

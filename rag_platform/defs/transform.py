@@ -14,6 +14,8 @@ from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from packaging import version
 
+from rag_platform import warehouse
+from rag_platform.config import Settings
 from rag_platform.dbt import build_in_process, dbt_project_dir, dbt_vars, ensure_manifest
 from rag_platform.defs.resources import PlatformResource
 from rag_platform.gates import Gate
@@ -44,7 +46,7 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
         parts.start_warmup()  # while this step waits on dbt
         tests: list[Gate] = []
         try:
-            for event in _build_events(context, dbt, parts.settings.warehouse_path, target):
+            for event in _build_events(context, dbt, parts.settings, target):
                 if isinstance(event, dg.AssetCheckResult):
                     tests.append(dbt_test_gate(event))
                 yield event
@@ -57,24 +59,25 @@ def build_dbt_assets(manifest_path: str) -> dg.AssetsDefinition:
 
 def whole_selection(context: dg.AssetExecutionContext) -> bool:
     """Whether the step materializes every dbt model and runs every dbt test (the refresh and rebuild jobs)."""
-    assets_def = context.assets_def
-    return set(context.selected_asset_keys) == set(assets_def.keys) and set(context.selected_asset_check_keys) == set(
-        assets_def.check_keys
+    assets_def = context.assets_def  # a run of a selection sees a subsetted definition: compare with all of it
+    every_check = {spec.key for spec in assets_def.node_check_specs_by_output_name.values()}
+    return set(context.selected_asset_keys) == set(assets_def.specs_by_key) and (
+        set(context.selected_asset_check_keys) == every_check
     )
 
 
 def _build_events(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse_path: Path, target: Path
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings, target: Path
 ) -> Iterator[Any]:
     """The Dagster events of one ``dbt build``: in this process for the whole selection (the jobs' path: no
     interpreter start, dbt import or parse per run), else dagster-dbt's subprocess with its subset selection."""
     if not whole_selection(context):
         # dagster-dbt echoes dbt's log lines on stdout; stdout belongs to `--json` output, so send them to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
-            args = ["build", "--vars", dbt_vars(warehouse_path)]
+        with contextlib.redirect_stdout(sys.stderr), warehouse.released(settings):
+            args = ["build", "--vars", dbt_vars(settings.warehouse_path)]
             yield from dbt.cli(args, context=context, target_path=target).stream()
         return
-    build = build_in_process(warehouse_path, target)
+    build = build_in_process(settings.warehouse_path, target)
     manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
     for raw in build.events:
         message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})

@@ -17,7 +17,8 @@ _ITEMS_SQL = {
     "document_chunks": "SELECT chunk_id AS item FROM chunks WHERE chunker = $chunker",
     "chunk_embeddings": """SELECT c.text_hash AS item FROM chunks c JOIN embedding_cache e
                            ON e.text_hash = c.text_hash AND e.model_id = $model WHERE c.chunker = $chunker""",
-    "search_index": """SELECT s.index_name || ':' || s.chunk_id || ':' || s.text_hash AS item
+    "search_index": """SELECT s.index_name || ':' || s.chunk_id || ':' || s.text_hash || ':'
+                              || coalesce(s.document_version, '-') AS item
                        FROM index_state s JOIN index_versions v ON v.name = s.index_name
                        WHERE v.alias = $alias AND v.status = 'served'""",
 }

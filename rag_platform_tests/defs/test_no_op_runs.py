@@ -126,3 +126,33 @@ def check_search_process(source: Path) -> None:
     assert [r["chunk_id"] for r in grouped["results"]] == [
         next(r["chunk_id"] for r in ungrouped["results"] if r["document_id"] == d) for d in documents
     ]
+
+
+def test_materializing_a_selection_runs_dbt_in_its_own_process_beside_the_run(
+    platform_home: Path, tmp_path: Path
+) -> None:
+    """The UI's "materialize selected": a subset of the dbt models goes through dagster-dbt's subprocess, which
+    must be able to open the warehouse the run otherwise keeps open; the run's later steps still write it."""
+    from rag_platform.defs.runner import _definitions, execute_refresh
+    from rag_platform.defs.sensors import REFRESH_JOB
+
+    source = tmp_path / "corpus"
+    shutil.copytree(CORPUS, source)
+    settings = load_settings()
+    with warehouse.writer(settings) as con:
+        register_source(con, source)
+    assert execute_refresh(settings, False, trigger="test").success
+    (source / "baking.md").write_text((source / "baking.md").read_text() + "\nProof the dough overnight.\n")
+
+    job = _definitions().resolve_job_def(REFRESH_JOB)
+    selection = [dg.AssetKey(name) for name in ("raw_documents", "stg_documents", "document_chunks")]
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=selection, raise_on_error=False, tags={"rag/trigger": "test"}
+    )
+    assert result.success
+    done = {event.step_key for event in result.all_events if event.event_type_value == "STEP_SUCCESS"}
+    assert {"raw_documents", "dbt_models", "document_chunks"} <= done
+    with warehouse.owner_reader(settings) as con:
+        assert con is not None
+        [(staged,)] = con.execute("SELECT count(*) FROM stg_documents WHERE uri LIKE '%baking.md'").fetchall()
+    assert staged == 2  # both versions of the edited file reached dbt's staging model
