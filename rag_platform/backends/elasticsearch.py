@@ -465,61 +465,54 @@ class ElasticsearchBackend:
         if failures:
             raise BulkWriteError(failures)
 
+    def _write_items(
+        self, name: str, op: str, items: Mapping[str, dict[str, Any]], ok_statuses: frozenset[int] = frozenset()
+    ) -> int:
+        """One bulk ``op`` per chunk id (``items``: id -> the keys of its action besides its target), sent to
+        the index this handle writes ``name`` to; returns how many."""
+        physical = self._stage(name)  # a missing index is an error, not a silent no-op
+        actions = [{"_op_type": op, "_index": physical, "_id": cid, **body} for cid, body in items.items()]
+        self._visible.discard(name)
+        self._bulk(name, actions, ok_statuses)
+        return len(items)
+
     def upsert(self, name: str, chunks: Sequence[IndexedChunk]) -> int:
         if not chunks:
             return 0
-        physical = self._stage(name)
         meta = self._index_meta(name)
-        rows = {c.chunk_id: c for c in chunks}
-        actions = [
-            {
-                "_op_type": "index",
-                "_index": physical,
-                "_id": c.chunk_id,
+        derived = {
+            "chunker": str(meta.get("chunker_fingerprint", "")),
+            "model": str(meta.get("model", "")),
+            "index_version": name,
+        }
+        rows = {c.chunk_id: c for c in chunks}  # the last write of an id wins
+        sources = {
+            cid: {
                 "_source": {
                     **{field: getattr(c, field) for field in _SOURCE_FIELDS},
                     "text_sha256": sha256_hex(c.text),
-                    "chunker": str(meta.get("chunker_fingerprint", "")),
-                    "model": str(meta.get("model", "")),
-                    "index_version": name,
+                    **derived,
                     "vector": [float(x) for x in c.vector],
-                },
+                }
             }
-            for c in rows.values()
-        ]
-        self._visible.discard(name)
-        self._bulk(name, actions, ok_statuses=frozenset())
-        return len(rows)
+            for cid, c in rows.items()
+        }
+        return self._write_items(name, "index", sources)
 
     def update_metadata(self, name: str, updates: Sequence[ChunkMetadata]) -> int:
         if not updates:
             return 0
-        physical = self._stage(name)
-        rows = {u.chunk_id: u for u in updates}
         # Partial-document updates: the vector is neither sent nor re-parsed (9.2+ rehydrates an excluded one
         # from the index); an id the index does not hold answers 404 document_missing_exception.
-        actions = [
-            {
-                "_op_type": "update",
-                "_index": physical,
-                "_id": u.chunk_id,
-                "doc": {field: getattr(u, field) for field in METADATA_FIELDS},
-            }
-            for u in rows.values()
-        ]
-        self._visible.discard(name)
-        self._bulk(name, actions, ok_statuses=frozenset())
-        return len(rows)
+        docs = {u.chunk_id: {"doc": {field: getattr(u, field) for field in METADATA_FIELDS}} for u in updates}
+        return self._write_items(name, "update", docs)
 
     def delete(self, name: str, chunk_ids: Sequence[str]) -> int:
         ids = sorted(set(chunk_ids))
         if not ids:
             return 0
-        physical = self._stage(name)  # a missing index is an error, not a silent no-op
-        actions = [{"_op_type": "delete", "_index": physical, "_id": cid} for cid in ids]
-        self._visible.discard(name)
-        self._bulk(name, actions, ok_statuses=frozenset({404}))  # deleting an unknown id is a no-op
-        return len(ids)
+        # Deleting an unknown id is a no-op.
+        return self._write_items(name, "delete", {cid: {} for cid in ids}, ok_statuses=frozenset({404}))
 
     def open_for_writes(self, name: str) -> None:
         """Read (and from the first write on, write) the version's latest state: a staging index a killed run
