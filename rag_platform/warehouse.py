@@ -138,7 +138,7 @@ _held_lock = threading.Lock()
 def held(settings: Settings, timeout_s: float = 60.0) -> Iterator[None]:
     """Keep the warehouse open in this process until the block ends: for a run, which holds the refresh lock and
     so is the only writer. Every ``writer``/``owner_reader`` inside then shares the open database instead of
-    loading its catalog and checkpointing it once per step (about a second of a 4 s docs refresh). Other
+    loading its catalog and checkpointing it once per step (0.6-1.0 s of a 4-7 s warm docs refresh). Other
     processes cannot open the file meanwhile: readers use the snapshot, and ``released`` lets a subprocess in."""
     path = settings.warehouse_path
     if path in _held:
