@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -125,20 +125,19 @@ class IndexedChunk:
     heading_path: str = ""
 
 
-# The fields of an indexed chunk that can change while its id, and so its text and vector, stay the same (the
-# id hashes the URI and the text): a chunk whose document changed elsewhere gets these rewritten, not its vector.
-METADATA_FIELDS = ("title", "heading_path", "document_version", "run_id")
-
-
 @dataclass(frozen=True, slots=True)
 class ChunkMetadata:
-    """What a metadata-only index write carries: the chunk's id and its ``METADATA_FIELDS``."""
+    """What a metadata-only index write carries: a chunk's id and the fields of an indexed chunk that can change
+    while its id, and so its text and vector, stay the same (the id hashes the URI and the text)."""
 
     chunk_id: str
     title: str
     heading_path: str
     document_version: str
     run_id: str
+
+
+METADATA_FIELDS = tuple(f.name for f in fields(ChunkMetadata) if f.name != "chunk_id")
 
 
 @dataclass(frozen=True, slots=True)

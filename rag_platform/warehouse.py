@@ -144,10 +144,9 @@ def held(settings: Settings, timeout_s: float = 60.0) -> Iterator[None]:
     if path in _held:
         yield
         return
-    settings.home.mkdir(parents=True, exist_ok=True)
-    con = _connect(path, read_only=False, timeout_s=timeout_s)
-    con.execute(SCHEMA)
-    _held[path] = con
+    con = _open_for_writes(settings, timeout_s)
+    with _held_lock:
+        _held[path] = con
     try:
         yield
     finally:
@@ -169,7 +168,9 @@ def released(settings: Settings, timeout_s: float = 60.0) -> Iterator[None]:
     try:
         yield
     finally:
-        _held[path] = _connect(path, read_only=False, timeout_s=timeout_s)
+        reopened = _connect(path, read_only=False, timeout_s=timeout_s)
+        with _held_lock:
+            _held[path] = reopened
 
 
 @contextmanager
@@ -192,13 +193,23 @@ def writer(settings: Settings, timeout_s: float = 60.0) -> Iterator[duckdb.DuckD
         if shared is not None:
             yield shared
             return
+    con = _open_for_writes(settings, timeout_s)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _open_for_writes(settings: Settings, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    """A new read-write connection to the warehouse, its schema created where missing."""
     settings.home.mkdir(parents=True, exist_ok=True)
     con = _connect(settings.warehouse_path, read_only=False, timeout_s=timeout_s)
     try:
         con.execute(SCHEMA)
-        yield con
-    finally:
+    except BaseException:
         con.close()
+        raise
+    return con
 
 
 @contextmanager
